@@ -1,0 +1,32 @@
+"""monosweep's trial engine: pure PyTorch (no Ray, no MLflow).
+
+One trial = build the single-image dataset -> train one method -> probe every conv layer. Entry point:
+:func:`run_trial`. Methods live one per file and are listed in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from methods.base import Diverged, Method
+from methods.random_init import RandomInit
+from methods.rotnet import RotNet
+from methods.supervised import Supervised
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (RotNet, Supervised, RandomInit)}
+
+from methods.config import TrialConfig  # noqa: E402  (needs METHODS at validation time only)
+from methods.errors import InputError  # noqa: E402
+from methods.trial import TrialResult, run_trial  # noqa: E402
+
+__all__ = ["METHODS", "Diverged", "InputError", "Method", "TrialConfig", "TrialResult", "get_method",
+           "list_methods", "run_trial"]
+
+
+def list_methods() -> list[str]:
+    return sorted(METHODS)
+
+
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``; a one-line InputError listing the known ones otherwise."""
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
+    return METHODS[name]

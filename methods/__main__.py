@@ -1,0 +1,7 @@
+"""``python -m methods``: run one trial from the command line (same as ``monosweep trial``)."""
+
+import sys
+
+from methods.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""The contract every training method implements, and the epoch loop they share.
+
+A method owns the trunk it trains, its heads and optimisers. The trial calls ``train_epoch`` once per
+epoch and checkpoints ``state_dict()`` between epochs; everything with a ``state_dict`` that the method
+keeps as an attribute (modules, optimisers, schedulers) is saved and restored without per-method code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+
+from methods.alexnet import AlexNet
+from methods.context import TrialContext
+
+__all__ = ["Diverged", "Method"]
+
+log = logging.getLogger("monosweep.trial")
+_CHECK_EVERY = 50  # steps between finiteness checks (each one waits for the device)
+_PROGRESS_SECONDS = 15.0
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss (or a method-specific collapse); the trial keeps its last good state."""
+
+
+class Method(ABC):
+    """One self-supervised (or baseline) method.
+
+    Class attributes: ``name`` (registry key), ``defaults`` (values for the config fields left None),
+    ``trains`` (False for methods with nothing to train).
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    trains: ClassVar[bool] = True
+
+    def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
+        self.trunk = trunk
+        self.ctx = ctx
+        self.cfg = ctx.config
+
+    # ---------------------------------------------------------------- what a method writes
+    @abstractmethod
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached scalars, at least ``loss``."""
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        """The epoch's batches; by default the trial's patches."""
+        cfg = self.cfg
+        assert cfg.batch_size is not None
+        return self.ctx.patches().epoch_batches(epoch, cfg.batch_size, cfg.patches_per_epoch)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Hook before an epoch's steps (DeepCluster re-clusters here)."""
+
+    def end_epoch(self, epoch: int) -> None:
+        """Hook after an epoch's steps; steps the attribute ``schedule`` if there is one."""
+        schedule = getattr(self, "schedule", None)
+        if schedule is not None:
+            schedule.step()
+
+    # ---------------------------------------------------------------- shared machinery
+    def steps_per_epoch(self) -> int:
+        assert self.cfg.batch_size is not None
+        return -(-self.cfg.patches_per_epoch // self.cfg.batch_size)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Run one epoch and return its mean metrics as ``train.<name>``."""
+        self.trunk.train()
+        self.start_epoch(epoch)
+        sums: dict[str, torch.Tensor] = {}
+        steps, t0, last_log = 0, time.perf_counter(), time.perf_counter()
+        total = self.steps_per_epoch()
+        for batch in self.batches(epoch):
+            metrics = self.training_step(batch)
+            for k, v in metrics.items():
+                sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
+            steps += 1
+            if steps % _CHECK_EVERY == 0:
+                self._check_finite(metrics)
+            if time.perf_counter() - last_log > _PROGRESS_SECONDS:
+                last_log = time.perf_counter()
+                rate = steps / (last_log - t0)
+                log.info("epoch %d  step %d/%d  loss %.4f  %.1f steps/s  epoch ETA %.0fs", epoch + 1, steps,
+                         total, float(metrics["loss"]), rate, (total - steps) / max(rate, 1e-9))
+        means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
+        self._check_finite(means)
+        lr = self.current_lr()  # the rate this epoch ran at, before the schedule steps
+        self.end_epoch(epoch)
+        seconds = time.perf_counter() - t0
+        out = {f"train.{k}": v for k, v in means.items()}
+        out.update({"epoch": float(epoch + 1), "epoch_seconds": seconds, "steps": float(steps)})
+        if lr is not None:
+            out["lr"] = lr
+        return out
+
+    def current_lr(self) -> float | None:
+        optimiser = getattr(self, "optimizer", None)
+        return float(optimiser.param_groups[0]["lr"]) if optimiser is not None else None
+
+    @staticmethod
+    def _check_finite(metrics: dict[str, Any]) -> None:
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite loss {loss}")
+
+    def _stateful(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "ctx" and hasattr(v, "state_dict")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.state_dict() for k, v in self._stateful().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stateful = self._stateful()
+        missing = set(stateful) - set(state)
+        if missing:
+            raise ValueError(f"checkpoint lacks state for {sorted(missing)}")
+        for k, v in stateful.items():
+            v.load_state_dict(state[k])

@@ -1,0 +1,99 @@
+"""What a method gets from the trial besides the trunk: config, device, and the trial's data.
+
+Data is built lazily and once: a method that never asks for labelled data never loads it, and the
+supervised baseline and the probe share a labelled set when they use the same one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from methods.augment import parse_augment
+from methods.config import TrialConfig
+from methods.errors import InputError
+from methods.folder_stream import FolderStream
+from methods.labelled import LabelledData, load_labelled, locate_labelled
+from methods.patches import PatchGenerator, PatchRecipe
+from methods.sources import resolve_sources
+
+__all__ = ["PatchSource", "TrialContext", "check_inputs", "pick_device"]
+
+
+class PatchSource(Protocol):
+    def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]: ...
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; an unavailable CUDA request is an InputError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={name} but this machine has no usable CUDA GPU; use device=auto or cpu")
+    return device
+
+
+def check_inputs(cfg: TrialConfig) -> None:
+    """Fail fast, before any work, on a source or data set that cannot be used (one-line InputError)."""
+    from methods import METHODS
+
+    method = METHODS[cfg.method]
+    if method.trains and cfg.method != "supervised":
+        if cfg.num_images == 0:
+            FolderStream(cfg.source, cfg.img_size, cfg.seed, torch.device("cpu"))
+        else:
+            for source in resolve_sources(cfg.sources, cfg.num_images, cfg.seed):
+                source.check()
+    locate_labelled(cfg.probe_data)
+    if cfg.method == "supervised" and cfg.train_data is not None:
+        locate_labelled(cfg.train_data)
+    pick_device(cfg.device)
+
+
+@dataclass
+class TrialContext:
+    config: TrialConfig
+    device: torch.device
+    _patches: PatchSource | None = None
+    _labelled: dict[tuple[str, int], LabelledData] = field(default_factory=dict)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """bf16 autocast on CUDA, nothing on the CPU."""
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Input layout for the trunk: channels_last on CUDA."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
+
+    def patches(self) -> PatchSource:
+        """The trial's training images: the patch generator, or a folder stream for num_images=0."""
+        if self._patches is None:
+            cfg = self.config
+            if cfg.num_images == 0:
+                self._patches = FolderStream(cfg.source, cfg.img_size, cfg.seed, self.device, cfg.workers)
+            else:
+                images = [s.load() for s in resolve_sources(cfg.sources, cfg.num_images, cfg.seed)]
+                recipe = PatchRecipe(size=cfg.img_size, steps=parse_augment(cfg.augment))
+                self._patches = PatchGenerator(images, recipe, seed=cfg.seed, device=self.device)
+        return self._patches
+
+    def labelled(self, spec: str, size: int) -> LabelledData:
+        key = (spec, size)
+        if key not in self._labelled:
+            cfg = self.config
+            self._labelled[key] = load_labelled(spec, size, cfg.probe_train_limit, cfg.probe_val_limit, cfg.seed)
+        return self._labelled[key]

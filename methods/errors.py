@@ -1,0 +1,14 @@
+"""The one exception type for bad user input.
+
+Anything a user can get wrong (a path, a method name, an image size) raises :class:`InputError`
+with a single line that names the thing and says how to fix it. Front ends print that line and
+exit non-zero instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError"]
+
+
+class InputError(ValueError):
+    """Bad user input; ``str(err)`` is one line meant for the user."""

@@ -1,0 +1,302 @@
+"""Labelled image sets for the linear probe and the supervised baseline.
+
+Accepted forms (all local; nothing is downloaded):
+  * ``demo`` — a built-in set made deterministically from the sample photos of the scikit-image
+    wheel: crops labelled by the photo they came from, train and val from disjoint regions. It exists
+    so a fresh machine can run a trial end to end; it is a demo, not a benchmark.
+  * an ImageFolder directory: ``train/<class>/*`` and ``val/<class>/*`` (or ``test/``), the way
+    ImageNet, Places and the offline CIFAR-10 export are kept;
+  * the same layout inside a ``.tar`` file (read in place, only the files needed);
+  * a torchvision CIFAR-10 root (a folder holding ``cifar-10-batches-py``).
+
+Small sets are decoded once into a uint8 tensor at the probe size; large image folders are streamed
+through a DataLoader with the protocol's random-resized crop + flip.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from methods.errors import InputError
+from methods.sources import IMAGE_SUFFIXES, SAMPLES, _load_sample, load_image_file
+
+__all__ = ["LabelledData", "Split", "load_labelled", "locate_labelled"]
+
+# Decode into memory when the split's images at the probe size stay under this many bytes.
+IN_MEMORY_BYTES = 4 << 30
+_VAL_DIRS = ("val", "test")
+
+
+@dataclass
+class Split:
+    """One split: either ``images`` (uint8, N x 3 x S x S, in memory) or ``files`` streamed from disk."""
+
+    labels: torch.Tensor
+    size: int
+    images: torch.Tensor | None = None
+    files: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(
+        self,
+        batch_size: int,
+        device: torch.device,
+        *,
+        shuffle_seed: int | None = None,
+        augment: bool = False,
+        workers: int = 0,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images in [0, 1] on ``device``, labels) batches; ``augment`` adds flips (+ crops when streamed)."""
+        order = torch.arange(len(self))
+        if shuffle_seed is not None:
+            order = torch.randperm(len(self), generator=torch.Generator().manual_seed(shuffle_seed))
+        if self.images is None:
+            yield from self._stream(order, batch_size, device, augment, workers)
+            return
+        for start in range(0, len(self), batch_size):
+            idx = order[start : start + batch_size]
+            x = self.images[idx].to(device, non_blocking=True).float().div_(255.0)
+            if augment:
+                flip = torch.rand(len(idx), generator=torch.Generator().manual_seed(int(idx[0]))) < 0.5
+                x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
+            yield x, self.labels[idx].to(device)
+
+    def _stream(
+        self, order: torch.Tensor, batch_size: int, device: torch.device, augment: bool, workers: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        import torchvision.transforms as T
+
+        assert self.files is not None
+        if augment:
+            transform = T.Compose([T.RandomResizedCrop(self.size), T.RandomHorizontalFlip(), T.PILToTensor()])
+        else:
+            transform = T.Compose([T.Resize(self.size * 8 // 7), T.CenterCrop(self.size), T.PILToTensor()])
+        dataset = _FileDataset([self.files[i] for i in order], self.labels[order], transform)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda"
+        )
+        for x, y in loader:
+            yield x.to(device, non_blocking=True).float().div_(255.0), y.to(device)
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    def __init__(self, files: list[Path], labels: torch.Tensor, transform: object) -> None:
+        self.files, self.labels, self.transform = files, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with Image.open(self.files[i]) as img:
+            return self.transform(img.convert("RGB")), self.labels[i]  # type: ignore[operator]
+
+
+@dataclass
+class LabelledData:
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _fit(images: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    """Resize the short side to ``size`` (antialiased) and centre-crop: uint8 (N, 3, size, size)."""
+    out = torch.empty(len(images), 3, size, size, dtype=torch.uint8)
+    same = len({tuple(im.shape) for im in images}) == 1
+    groups = [(0, torch.stack(list(images)))] if same and images else [(i, im[None]) for i, im in enumerate(images)]
+    for start, batch in groups:
+        for lo in range(0, batch.shape[0], 4096):
+            part = batch[lo : lo + 4096].float()
+            h, w = part.shape[-2:]
+            scale = size / min(h, w)
+            th, tw = max(size, round(h * scale)), max(size, round(w * scale))
+            if (th, tw) != (h, w):
+                part = F.interpolate(part, (th, tw), mode="bilinear", antialias=True, align_corners=False)
+            top, left = (th - size) // 2, (tw - size) // 2
+            part = part[..., top : top + size, left : left + size]
+            out[start + lo : start + lo + part.shape[0]] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _limit(n: int, limit: int | None, seed: int) -> list[int]:
+    """Indices of a seeded subset of at most ``limit`` items (all of them, in order, without a limit)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
+def _decode(data: bytes, where: str) -> torch.Tensor:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    except OSError as err:
+        raise InputError(f"cannot read image {where}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------- formats
+def _imagefolder_listing(names: Sequence[str], where: str) -> dict[str, list[tuple[str, str]]]:
+    """Split name -> [(class, file)] from relative paths like ``train/cat/1.jpg`` (a top folder is allowed)."""
+    splits: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        parts = Path(name).parts
+        if len(parts) < 3 or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        for depth in (0, 1):
+            if len(parts) == depth + 3 and parts[depth] in ("train", *_VAL_DIRS):
+                splits.setdefault(parts[depth], []).append((parts[depth + 1], name))
+    if "train" not in splits or not any(v in splits for v in _VAL_DIRS):
+        raise InputError(f"{where} is not an ImageFolder layout: expected train/<class>/*.jpg and val/ or test/")
+    return splits
+
+
+def _classes_and_labels(
+    train: list[tuple[str, str]], val: list[tuple[str, str]]
+) -> tuple[list[str], list[int], list[int]]:
+    classes = sorted({c for c, _ in train})
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({c for c, _ in val} - set(classes))
+    if unknown:
+        raise InputError(f"held-out classes {unknown} do not appear in train/")
+    return classes, [index[c] for c, _ in train], [index[c] for c, _ in val]
+
+
+def _load_tar(path: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
+    with tarfile.open(path) as archive:
+        members = {m.name: m for m in archive.getmembers() if m.isfile()}
+        splits = _imagefolder_listing(sorted(members), str(path))
+        val_name = next(v for v in _VAL_DIRS if v in splits)
+        classes, train_y, val_y = _classes_and_labels(splits["train"], splits[val_name])
+        made = []
+        for items, labels, limit, offset in ((splits["train"], train_y, limits[0], 0),
+                                             (splits[val_name], val_y, limits[1], 1)):
+            keep = _limit(len(items), limit, seed + offset)
+            images = []
+            for i in keep:
+                handle = archive.extractfile(members[items[i][1]])
+                assert handle is not None
+                images.append(_decode(handle.read(), f"{path}:{items[i][1]}"))
+            made.append(Split(torch.tensor([labels[i] for i in keep]), size, images=_fit(images, size)))
+    return LabelledData(str(path), classes, made[0], made[1])
+
+
+def _load_folder(path: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
+    names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
+    splits = _imagefolder_listing(names, str(path))
+    val_name = next(v for v in _VAL_DIRS if v in splits)
+    classes, train_y, val_y = _classes_and_labels(splits["train"], splits[val_name])
+    made = []
+    for items, labels, limit, offset in ((splits["train"], train_y, limits[0], 0),
+                                         (splits[val_name], val_y, limits[1], 1)):
+        keep = _limit(len(items), limit, seed + offset)
+        files = [path / items[i][1] for i in keep]
+        y = torch.tensor([labels[i] for i in keep])
+        if len(files) * 3 * size * size <= IN_MEMORY_BYTES:
+            made.append(Split(y, size, images=_fit([load_image_file(f) for f in files], size)))
+        else:
+            made.append(Split(y, size, files=files))
+    return LabelledData(str(path), classes, made[0], made[1])
+
+
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _read_cifar_batches(folder: Path, names: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """Images (N, 32, 32, 3) and labels from torchvision's pickled CIFAR-10 batches."""
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise InputError(f"CIFAR-10 batch missing: {path}")
+        with path.open("rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.extend(batch["labels"])
+    return np.concatenate(images), labels
+
+
+def _load_cifar(root: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
+    folder = root / "cifar-10-batches-py"
+    with (folder / "batches.meta").open("rb") as handle:
+        classes = list(pickle.load(handle, encoding="latin1")["label_names"])
+    made = []
+    for names, limit, offset in ((_CIFAR_TRAIN, limits[0], 0), (("test_batch",), limits[1], 1)):
+        array, labels = _read_cifar_batches(folder, names)
+        keep = _limit(len(labels), limit, seed + offset)
+        images = torch.from_numpy(array[keep]).permute(0, 3, 1, 2)
+        made.append(Split(torch.tensor([labels[i] for i in keep]), size, images=_fit(list(images), size)))
+    return LabelledData(f"cifar10:{root}", classes, made[0], made[1])
+
+
+def _load_demo(size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
+    """Crops of each sample photo, labelled by photo: train from the left 60 %, val from the rest."""
+    per_class = (120, 40)
+    rng = random.Random(0)  # the demo set is fixed; the trial seed only picks subsets of it
+    crops: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+    labels: tuple[list[int], list[int]] = ([], [])
+    for label, name in enumerate(SAMPLES):
+        photo = _load_sample(name)
+        h, w = photo.shape[-2:]
+        side = round(0.3 * min(h, w))
+        cut = round(0.6 * w)
+        regions = ((0, cut - side), (cut, w - side))
+        for split, (x_lo, x_hi) in enumerate(regions):
+            for _ in range(per_class[split]):
+                x, y = rng.randint(x_lo, x_hi), rng.randint(0, h - side)
+                crops[split].append(photo[:, y : y + side, x : x + side])
+                labels[split].append(label)
+    made = []
+    for split in (0, 1):
+        keep = _limit(len(labels[split]), limits[split], seed + split)
+        made.append(Split(torch.tensor([labels[split][i] for i in keep]), size,
+                          images=_fit([crops[split][i] for i in keep], size)))
+    return LabelledData("demo", list(SAMPLES), made[0], made[1])
+
+
+def locate_labelled(spec: str) -> tuple[str, Path | None]:
+    """The form of labelled data ``spec`` names ('demo', 'tar', 'cifar', 'folder') and its path."""
+    if spec == "demo":
+        return "demo", None
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise InputError(f"labelled data not found: {spec} (give 'demo', an ImageFolder dir, a .tar, "
+                         "or a CIFAR-10 root)")
+    if path.is_file() and tarfile.is_tarfile(path):
+        return "tar", path
+    if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
+        return "cifar", path
+    if path.is_dir() and path.name == "cifar-10-batches-py":
+        return "cifar", path.parent
+    if path.is_dir():
+        return "folder", path
+    raise InputError(f"cannot use {spec} as labelled data: not a folder, a .tar or a CIFAR-10 root")
+
+
+def load_labelled(
+    spec: str, size: int, train_limit: int | None = None, val_limit: int | None = None, seed: int = 0
+) -> LabelledData:
+    """Load labelled data named by ``spec`` at ``size`` px (see the module docstring for the forms)."""
+    limits = (train_limit, val_limit)
+    kind, path = locate_labelled(spec)
+    if path is None:
+        return _load_demo(size, limits, seed)
+    loader = {"tar": _load_tar, "cifar": _load_cifar, "folder": _load_folder}[kind]
+    return loader(path, size, limits, seed)
+

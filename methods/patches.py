@@ -1,0 +1,369 @@
+"""The single-image patch generator: the released recipe as one batched resampling pass on the device.
+
+The released script (yukimasano/single_img_pretraining) makes every patch with per-image PIL calls:
+initial random crop -> random-resized crop to R = int(sqrt(2) * S) -> random rotation + shear -> optional
+vertical flip -> centre crop S -> colour jitter with p = 0.5. All geometric steps are affine, so here they
+are composed into one 2x3 matrix per sample and the whole batch is drawn with a single ``grid_sample``;
+colour jitter is one batched pass after it.
+
+Anti-aliasing: a large crop shrunk to R pixels must be low-passed as PIL's resize does. The source never
+changes, so each source is stored once as a pyramid with sqrt(2) steps (built with an antialiased
+resize), all levels packed in one texture atlas; each sample reads from the level whose resolution is just
+above what it needs, so the remaining shrink is below sqrt(2).
+
+Randomness is counter-based: every draw is a hash of (seed, epoch, patch index, stream), so a patch does
+not depend on the batch it is drawn in, the device, or how often the trial was restarted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from methods.augment import FULL
+from methods.colour import colour_jitter
+
+__all__ = ["PatchGenerator", "PatchParams", "PatchRecipe", "uniforms"]
+
+_MASK32 = 0xFFFFFFFF
+_ATTEMPTS = 10  # random-resized-crop tries before clamping (failure odds per try are < 10 %)
+_PAD = 3  # replicated border around each atlas region, wider than a bicubic footprint
+_LEVEL_STEP = math.sqrt(2.0)
+_CPU_CHUNK_PIXELS = 1 << 18  # output pixels per CPU chunk: keeps temporaries in cache
+
+
+@dataclass(frozen=True)
+class PatchRecipe:
+    """Parameters of the released recipe; defaults are the script's (deg 30, shear 30, scale 500 1)."""
+
+    size: int = 64
+    steps: frozenset[str] = FULL
+    init_crop: float = 0.5
+    scale: tuple[float, float] = (1.0 / 500.0, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    degrees: float = 30.0
+    shear: float = 30.0
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.5
+
+    @property
+    def resized(self) -> int:
+        """Side R of the random-resized crop; sqrt(2) x S keeps rotation corners out of the centre crop."""
+        return int(math.sqrt(2.0) * self.size)
+
+    @property
+    def centre_offset(self) -> int:
+        return int(round((self.resized - self.size) / 2.0))
+
+
+# ---------------------------------------------------------------------------------------- randomness
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer on int64 tensors (values stay in [0, 2**32)); same on every device."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def uniforms(seed: int, epoch: int, index: torch.Tensor, streams: int) -> torch.Tensor:
+    """(B, streams) float64 uniforms in [0, 1), a pure function of (seed, epoch, index, stream)."""
+    base = _hash32(torch.tensor((seed & _MASK32) ^ 0x5BD1E995, dtype=torch.int64))
+    key = _hash32(_hash32(base ^ (epoch & _MASK32)) ^ (index.to(torch.int64) & _MASK32))
+    key = _hash32(key ^ ((index.to(torch.int64) >> 32) & _MASK32))
+    stream_keys = _hash32(torch.arange(streams, dtype=torch.int64) * 0x9E3779B1 & _MASK32)
+    bits = _hash32(key.unsqueeze(1) ^ stream_keys.unsqueeze(0))
+    return bits.to(torch.float64) / 2.0**32
+
+
+# Stream numbers of the draws one patch needs.
+_SOURCE, _CROP_X, _CROP_Y, _BOX_X, _BOX_Y, _ANGLE, _SHEAR, _HFLIP, _VFLIP, _JITTER = range(10)
+_FACTORS = 10  # 4 streams: brightness, contrast, saturation, hue
+_ORDER = 14  # 4 streams, argsorted into the op order
+_AREA = 18
+_RATIO = _AREA + _ATTEMPTS
+_STREAMS = _RATIO + _ATTEMPTS
+
+
+@dataclass
+class PatchParams:
+    """Per-sample random parameters of a batch (CPU, float64 unless noted), in source-pixel units.
+
+    ``base``: the initial crop (x, y, w, h); ``box``: the random-resized crop inside it; angles in
+    degrees; ``order``: int64 permutation of the four jitter ops.
+    """
+
+    source: torch.Tensor
+    base: torch.Tensor
+    box: torch.Tensor
+    angle: torch.Tensor
+    shear: torch.Tensor
+    hflip: torch.Tensor
+    vflip: torch.Tensor
+    jitter: torch.Tensor
+    factors: torch.Tensor
+    order: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0])
+
+
+def sample_params(
+    recipe: PatchRecipe, sizes: Sequence[tuple[int, int]], seed: int, epoch: int, index: torch.Tensor
+) -> PatchParams:
+    """Draw the parameters of patches ``index`` of ``epoch``; ``sizes`` are the sources' (H, W)."""
+    u = uniforms(seed, epoch, index, _STREAMS)
+    steps = recipe.steps
+    n = u.shape[0]
+    source = (u[:, _SOURCE] * len(sizes)).long().clamp_(max=len(sizes) - 1)
+    hw = torch.tensor(sizes, dtype=torch.float64)[source]
+    height, width = hw[:, 0], hw[:, 1]
+
+    if "crop" in steps:
+        side = torch.floor(recipe.init_crop * torch.minimum(height, width))
+        base = torch.stack(
+            [u[:, _CROP_X] * (width - side), u[:, _CROP_Y] * (height - side), side, side], dim=1
+        )
+    else:
+        base = torch.stack([torch.zeros(n), torch.zeros(n), width, height], dim=1).double()
+
+    bw, bh = base[:, 2:3], base[:, 3:4]
+    if "scale" in steps:
+        lo, hi = recipe.scale
+        area = bw * bh * (lo + (hi - lo) * u[:, _AREA:_RATIO])
+        log_lo, log_hi = math.log(recipe.ratio[0]), math.log(recipe.ratio[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, _RATIO:_STREAMS])
+        w_try, h_try = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+        fits = (w_try <= bw) & (h_try <= bh)
+        pick = torch.where(fits.any(1), fits.to(torch.int64).argmax(1), torch.full((n,), _ATTEMPTS - 1))
+        w = torch.minimum(w_try.gather(1, pick[:, None]), bw).squeeze(1)
+        h = torch.minimum(h_try.gather(1, pick[:, None]), bh).squeeze(1)
+        box = torch.stack(
+            [base[:, 0] + u[:, _BOX_X] * (bw[:, 0] - w), base[:, 1] + u[:, _BOX_Y] * (bh[:, 0] - h), w, h], 1
+        )
+    else:
+        box = base.clone()
+
+    zeros = torch.zeros(n, dtype=torch.float64)
+    angle = (2 * u[:, _ANGLE] - 1) * recipe.degrees if "rotate" in steps else zeros
+    shear = (2 * u[:, _SHEAR] - 1) * recipe.shear if "shear" in steps else zeros
+    hflip = (u[:, _HFLIP] < 0.5) & ("hflip" in steps)
+    vflip = (u[:, _VFLIP] < 0.5) & ("vflip" in steps)
+    jitter = (u[:, _JITTER] < recipe.jitter_p) & ("jitter" in steps)
+    b, c, s, hue = recipe.jitter
+    lo = torch.tensor([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -hue], dtype=torch.float64)
+    hi = torch.tensor([1 + b, 1 + c, 1 + s, hue], dtype=torch.float64)
+    factors = lo + (hi - lo) * u[:, _FACTORS : _FACTORS + 4]
+    order = u[:, _ORDER : _ORDER + 4].argsort(dim=1)
+    return PatchParams(source, base, box, angle, shear, hflip, vflip, jitter, factors, order)
+
+
+# ---------------------------------------------------------------------------------------- geometry
+def _inverse_affine(angle: torch.Tensor, shear: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 2) inverse of rotation x x-shear, torchvision's RandomAffine convention (det = 1)."""
+    rot, sx = torch.deg2rad(angle), torch.deg2rad(shear)
+    a = torch.cos(rot)
+    b = -torch.cos(rot) * torch.tan(sx) - torch.sin(rot)
+    c = torch.sin(rot)
+    d = -torch.sin(rot) * torch.tan(sx) + torch.cos(rot)
+    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+
+
+def _homogeneous(linear: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    n = linear.shape[0]
+    m = torch.zeros(n, 3, 3, dtype=torch.float64)
+    m[:, :2, :2] = linear
+    m[:, :2, 2] = shift
+    m[:, 2, 2] = 1.0
+    return m
+
+
+def _diag(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.diag_embed(torch.stack([x, y], -1))
+
+
+def _scale_shift(n: int, sx: float, sy: float, shift: float) -> torch.Tensor:
+    """(n, 3, 3) copies of the map (x, y) -> (sx * x + shift, sy * y + shift)."""
+    linear = torch.diag(torch.tensor([sx, sy], dtype=torch.float64)).expand(n, 2, 2)
+    return _homogeneous(linear, torch.full((n, 2), shift, dtype=torch.float64))
+
+
+def frame_maps(recipe: PatchRecipe, params: PatchParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (B, 3, 3) maps from output pixel coordinates (pixel centres at i + 0.5).
+
+    Returns (to_frame, frame_to_source): output -> the R x R random-resized-crop frame (outside it the
+    recipe's affine fills black), and that frame -> source pixels.
+    """
+    n = len(params)
+    r = float(recipe.resized)
+    ones = torch.ones(n, dtype=torch.float64)
+    # centre crop, then undo the flips (reflections about the frame centre), then undo the affine.
+    offset = float(recipe.centre_offset)
+    crop = _scale_shift(n, 1.0, 1.0, offset)
+    fx = torch.where(params.hflip, -ones, ones)
+    fy = torch.where(params.vflip, -ones, ones)
+    centre = torch.full((n, 2), r / 2, dtype=torch.float64)
+    reflect = _diag(fx, fy)
+    flips = _homogeneous(reflect, centre - (reflect @ centre[..., None])[..., 0])
+    inv = _inverse_affine(params.angle, params.shear)
+    affine = _homogeneous(inv, centre - (inv @ centre[..., None])[..., 0])
+    to_frame = affine @ flips @ crop
+    box = params.box
+    frame_to_source = _homogeneous(_diag(box[:, 2] / r, box[:, 3] / r), box[:, :2])
+    return to_frame, frame_to_source
+
+
+# ---------------------------------------------------------------------------------------- pyramid atlas
+@dataclass
+class _Atlas:
+    texture: torch.Tensor  # (1, 3, AH, AW) float32 on the device
+    regions: torch.Tensor  # (sources, max_levels, 4): x, y, w, h of each level inside the texture
+    levels: torch.Tensor  # (sources,) number of levels per source
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # level-0 (H, W) per source
+
+
+def _build_atlas(images: Sequence[torch.Tensor], min_frame: int, device: torch.device) -> _Atlas:
+    """Pack every source's sqrt(2)-step pyramid (antialiased bicubic, like PIL) into one texture."""
+    pieces: list[tuple[int, int, torch.Tensor]] = []  # (source, level, padded image)
+    counts = []
+    for s, img in enumerate(images):
+        h, w = img.shape[-2:]
+        src = img.to(device=device, dtype=torch.float32).unsqueeze(0) / 255.0
+        # Deepest level needed: a crop of the whole image shrunk to the smallest frame.
+        levels = max(1, int(math.floor(2 * math.log2(max(h, w) / min_frame))) + 2)
+        count = 0
+        for k in range(levels):
+            scale = _LEVEL_STEP**-k
+            lh, lw = max(1, round(h * scale)), max(1, round(w * scale))
+            if k > 0 and min(lh, lw) < 4:
+                break
+            level = src if k == 0 else F.interpolate(src, (lh, lw), mode="bicubic", antialias=True)
+            pieces.append((s, k, F.pad(level.clamp(0.0, 1.0), (_PAD,) * 4, mode="replicate")))
+            count += 1
+        counts.append(count)
+
+    # Shelf packing, tallest first.
+    order = sorted(range(len(pieces)), key=lambda i: -pieces[i][2].shape[-2])
+    area = sum(p[2].shape[-1] * p[2].shape[-2] for p in pieces)
+    limit = max(max(p[2].shape[-1] for p in pieces), int(math.ceil(math.sqrt(area * 1.1))))
+    places: dict[int, tuple[int, int]] = {}
+    x = y = shelf_h = width = 0
+    for i in order:
+        ph, pw = pieces[i][2].shape[-2:]
+        if x + pw > limit:
+            x, y, shelf_h = 0, y + shelf_h, 0
+        places[i] = (x, y)
+        x += pw
+        shelf_h = max(shelf_h, ph)
+        width = max(width, x)
+    texture = torch.zeros(1, 3, y + shelf_h, width, device=device)
+    regions = torch.zeros(len(images), max(counts), 4, dtype=torch.float64)
+    for i, (s, k, padded) in enumerate(pieces):
+        px, py = places[i]
+        ph, pw = padded.shape[-2:]
+        texture[:, :, py : py + ph, px : px + pw] = padded
+        regions[s, k] = torch.tensor([px + _PAD, py + _PAD, pw - 2 * _PAD, ph - 2 * _PAD], dtype=torch.float64)
+    return _Atlas(texture, regions, torch.tensor(counts), [tuple(img.shape[-2:]) for img in images])
+
+
+# ---------------------------------------------------------------------------------------- generator
+class PatchGenerator:
+    """Augmented patches of resident source images, drawn in batches on ``device``.
+
+    ``batch(epoch, start, size)`` returns patches ``start .. start+size-1`` of that epoch as a float
+    tensor (size, 3, S, S) in [0, 1]; the same arguments always give the same patches.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        recipe: PatchRecipe,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        mode: str = "bilinear",
+    ) -> None:
+        if not images:
+            raise ValueError("PatchGenerator needs at least one source image")
+        self.recipe = recipe
+        self.seed = seed
+        self.device = torch.device(device)
+        self.mode = mode
+        self.atlas = _build_atlas(images, recipe.resized, self.device)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return self.atlas.sizes
+
+    def params(self, epoch: int, start: int, size: int) -> PatchParams:
+        index = torch.arange(start, start + size, dtype=torch.int64)
+        return sample_params(self.recipe, self.sizes, self.seed, epoch, index)
+
+    def batch(self, epoch: int, start: int, size: int) -> torch.Tensor:
+        return self.render(self.params(epoch, start, size))
+
+    def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]:
+        """The epoch's ``total`` patches in batches (the last one may be smaller)."""
+        for start in range(0, total, batch_size):
+            yield self.batch(epoch, start, min(batch_size, total - start))
+
+    def render(self, params: PatchParams) -> torch.Tensor:
+        """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device."""
+        recipe, atlas = self.recipe, self.atlas
+        n, s, r = len(params), recipe.size, float(recipe.resized)
+        to_frame, frame_to_source = frame_maps(recipe, params)
+
+        # Pyramid level: the one whose remaining shrink factor lies in [1, sqrt(2)).
+        shrink = torch.sqrt(params.box[:, 2] * params.box[:, 3]) / r
+        level = torch.floor(2 * torch.log2(shrink.clamp(min=1.0)) + 1e-6).long()
+        level = torch.minimum(level, atlas.levels[params.source] - 1)
+        region = atlas.regions[params.source, level]
+        hw = torch.tensor(atlas.sizes, dtype=torch.float64)[params.source]
+        to_region = _homogeneous(_diag(region[:, 2] / hw[:, 1], region[:, 3] / hw[:, 0]), region[:, :2])
+
+        # Compose everything into maps between normalised coordinates ([-1, 1], align_corners=False).
+        from_unit = _scale_shift(n, s / 2.0, s / 2.0, s / 2.0)
+        ah, aw = atlas.texture.shape[-2:]
+        to_unit_atlas = _scale_shift(n, 2.0 / aw, 2.0 / ah, -1.0)
+        theta = (to_unit_atlas @ to_region @ frame_to_source @ to_frame @ from_unit)[:, :2]
+        frame = (_scale_shift(n, 2.0 / r, 2.0 / r, -1.0) @ to_frame @ from_unit)[:, :2]
+        # Shear can bring the recipe's black fill into view; only those samples need a mask.
+        corners = torch.tensor([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+        needs_mask = ((frame @ corners.T.to(frame)).abs() > 1.0).flatten(1).any(1)
+
+        device, f32 = self.device, torch.float32
+        theta, frame = theta.to(device, f32), frame.to(device, f32)
+        needs_mask = needs_mask.to(device)
+        jitter = params.jitter.to(device)
+        factors, order = params.factors.to(device, f32), params.order.to(device)
+        out = torch.empty(n, 3, s, s, device=device)
+        # On the CPU, work in cache-sized chunks: the colour ops make many full-size temporaries.
+        chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
+        for lo in range(0, n, chunk):
+            sl = slice(lo, min(n, lo + chunk))
+            texture = atlas.texture.expand(sl.stop - lo, -1, -1, -1)
+            patch = F.grid_sample(
+                texture, _affine_grid(theta[sl], s), mode=self.mode, padding_mode="border", align_corners=False
+            )
+            if bool(needs_mask[sl].any()):
+                inside = (_affine_grid(frame[sl], s).abs() <= 1.0).all(dim=-1)
+                patch.mul_(inside.unsqueeze(1))
+            patch.clamp_(0.0, 1.0)
+            if bool(jitter[sl].any()):
+                patch = colour_jitter(patch, jitter[sl], factors[sl], order[sl])
+            out[sl] = patch
+        return out
+
+
+def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.affine_grid`` for square outputs, by broadcasting instead of a batched matmul (faster on CPU)."""
+    lin = (torch.arange(size, device=theta.device, dtype=theta.dtype) * 2 + 1) / size - 1
+    grid = torch.empty(theta.shape[0], size, size, 2, device=theta.device, dtype=theta.dtype)
+    for c in range(2):
+        along_x = theta[:, c, 0, None] * lin
+        along_y = theta[:, c, 1, None] * lin + theta[:, c, 2, None]
+        torch.add(along_x[:, None, :], along_y[:, :, None], out=grid[..., c])
+    return grid

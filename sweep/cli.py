@@ -1,0 +1,52 @@
+"""The ``monosweep`` command.
+
+Subcommands:
+  trial   run one trial (train a method, probe every conv layer) — see ``monosweep trial --help``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from methods.cli import EXAMPLES, add_trial_arguments, run_from_args
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monosweep",
+        description="Sweeps of self-supervised methods trained on very few images, probed layer by layer.",
+        epilog="Run `monosweep COMMAND --help` for the options and examples of each command.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    trial = commands.add_parser(
+        "trial", help="run one trial end to end and print the per-layer probe table",
+        description="Run one trial: train a method on patches of a few photos, then linear-probe every "
+        "conv layer (conv1..conv5) and print the per-layer accuracy.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_trial_arguments(trial)
+    trial.set_defaults(handler=run_from_args)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from methods.errors import InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except InputError as err:
+        print(f"monosweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"monosweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny trial configs and the offline CIFAR-10 export (read in place from its tar)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from methods import TrialConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR_TAR_CANDIDATES = (
+    os.environ.get("MONOSWEEP_CIFAR10_TAR", ""),
+    str(REPO.parent / "shared" / "data" / "cifar10-jpeg.tar"),
+)
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def cifar_tar() -> Path:
+    for candidate in CIFAR_TAR_CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip("offline CIFAR-10 tar not found (set MONOSWEEP_CIFAR10_TAR or keep ../shared beside the repo)")
+
+
+TINY = TrialConfig(
+    img_size=64,
+    epochs=2,
+    patches_per_epoch=128,
+    batch_size=32,
+    head_hidden=64,
+    probe_epochs=2,
+    probe_batch_size=64,
+    probe_train_limit=240,
+    probe_val_limit=120,
+    workers=0,
+    device="cpu",
+)
+
+
+def tiny(**changes: object) -> TrialConfig:
+    """A trial config small enough to run in seconds on a laptop CPU."""
+    return dataclasses.replace(TINY, **changes)  # type: ignore[arg-type]

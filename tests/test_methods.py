@@ -1,0 +1,89 @@
+"""Every registered method runs a full tiny trial; RotNet learns; divergence is a status, not a crash."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import tiny
+
+from methods import METHODS, InputError, TrialConfig, get_method, list_methods, run_trial
+from methods.alexnet import TAPS
+from methods.rotnet import RotNet, rotations
+from methods.trial import CHECKPOINT_FILE
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_runs_a_full_tiny_trial(name: str) -> None:
+    reports: list[tuple[dict[str, Any], bool]] = []
+
+    def report(metrics: Any, checkpoint: str | None) -> None:
+        reports.append((dict(metrics), checkpoint is not None and (Path(checkpoint) / CHECKPOINT_FILE).is_file()))
+
+    result = run_trial(tiny(method=name), report=report)
+    assert result.status == "finished"
+    assert list(result.probe) == list(TAPS)
+    for vals in result.probe.values():
+        assert 0.0 <= vals["top1"] <= vals["top5"] <= 100.0
+    epochs = 0 if not METHODS[name].trains else 2
+    assert result.epochs_done == epochs == len(result.history)
+    assert [has_ckpt for _, has_ckpt in reports] == [True] * epochs + [False]
+    final = reports[-1][0]
+    assert final["done"] == 1.0 and set(result.metrics()) <= set(final)
+    for h in result.history:
+        assert math.isfinite(h["train.loss"])
+
+
+def test_unknown_method_lists_the_known_ones() -> None:
+    with pytest.raises(InputError, match="random, rotnet, supervised"):
+        get_method("simclr")
+    with pytest.raises(InputError, match="unknown method 'simclr'"):
+        TrialConfig(method="simclr")
+
+
+def test_rotations_make_four_labelled_copies() -> None:
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    rotated, labels = rotations(x)
+    assert rotated.shape == (8, 3, 4, 4) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert torch.equal(rotated[2], torch.rot90(x[0], 1, (1, 2)))
+
+
+def test_rotnet_loss_falls_on_a_tiny_run() -> None:
+    result = run_trial(tiny(method="rotnet", epochs=3, patches_per_epoch=512, probe_epochs=1))
+    losses = [h["train.loss"] for h in result.history]
+    assert losses[0] < math.log(4) + 0.02  # starts near chance
+    assert losses[-1] < losses[0] - 0.03 and losses[-1] < math.log(4) - 0.05
+    assert result.history[-1]["train.acc"] > 0.3  # chance: 0.25
+
+
+class _Exploding(RotNet):
+    """RotNet whose loss turns NaN in its second epoch."""
+
+    name = "exploding"
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch_now = epoch
+
+    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().training_step(batch)
+        if self.epoch_now >= 1:
+            out["loss"] = torch.tensor(float("nan"))
+        return out
+
+
+def test_a_non_finite_loss_ends_the_trial_as_diverged_with_the_last_good_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(METHODS, "exploding", _Exploding)
+    states: list[dict[str, Any]] = []
+
+    def report(metrics: Any, checkpoint: str | None) -> None:
+        if checkpoint:
+            states.append(torch.load(Path(checkpoint) / CHECKPOINT_FILE, weights_only=False))
+
+    result = run_trial(tiny(method="exploding", epochs=3), report=report)
+    assert result.status == "diverged" and "non-finite" in result.message
+    assert result.epochs_done == 1 and len(states) == 1
+    assert set(result.probe) == set(TAPS)  # the last good trunk was still probed
+    assert all(math.isfinite(v["top1"]) for v in result.probe.values())
