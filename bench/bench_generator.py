@@ -6,7 +6,10 @@ batches with one resampling pass (plus the colour pass), on the GPU when there i
 same cores. Both arms produce float tensors (B, 3, S, S) in [0, 1].
 
     python bench/bench_generator.py                 # 64 and 224 px, small and large source photo
-    python bench/bench_generator.py --seconds 3     # quicker
+    python bench/bench_generator.py --rounds 1      # quicker
+
+The arms alternate for several rounds and the medians are compared, because a shared machine's
+speed drifts by tens of percent from minute to minute.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -48,23 +52,36 @@ def _rate(step: Callable[[], int], seconds: float, sync: Callable[[], None]) -> 
     return done / (time.perf_counter() - start)
 
 
-def pil_rate(image: Image.Image, recipe: PatchRecipe, batch: int, workers: int, seconds: float) -> float:
-    loader = torch.utils.data.DataLoader(_PilPatches(image, recipe, 10**9), batch_size=batch,
-                                         num_workers=workers, persistent_workers=workers > 0)
+def _pil_round(pil: Image.Image, recipe: PatchRecipe, batch: int, workers: int, seconds: float) -> float:
+    loader = torch.utils.data.DataLoader(_PilPatches(pil, recipe, 10**9), batch_size=batch, num_workers=workers)
     batches = iter(loader)
-    return _rate(lambda: next(batches).shape[0], seconds, lambda: None)
+    rate = _rate(lambda: next(batches).shape[0], seconds, lambda: None)
+    batches._shutdown_workers()  # type: ignore[attr-defined]
+    return rate
 
 
-def ours_rate(source: torch.Tensor, recipe: PatchRecipe, batch: int, device: str, seconds: float) -> float:
+def compare(source: torch.Tensor, size: int, batch: int, device: str, seconds: float,
+            rounds: int) -> tuple[float, float]:
+    """Median patches/s of (PIL recipe in DataLoader workers, ours), the arms alternating ``rounds`` times."""
+    recipe = PatchRecipe(size=size)
+    pil = Image.fromarray(source.permute(1, 2, 0).numpy())
+    workers = len(os.sched_getaffinity(0))
     gen = PatchGenerator([source], recipe, seed=0, device=device)
     counter = iter(range(10**12))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    return _rate(lambda: gen.batch(0, next(counter) * batch, batch).shape[0], seconds, sync)
+    theirs, ours = [], []
+    for _ in range(rounds):
+        # A fresh loader per round, shut down before our arm runs: its workers prefetch in the
+        # background and would otherwise compete with our arm for the cores.
+        theirs.append(_pil_round(pil, recipe, batch, workers, seconds))
+        ours.append(_rate(lambda: gen.batch(0, next(counter) * batch, batch).shape[0], seconds, sync))
+    return statistics.median(theirs), statistics.median(ours)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per arm")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per arm and round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
@@ -73,7 +90,8 @@ def main() -> None:
     torch.set_num_threads(cores)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name() if device == "cuda" else "none"
-    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, GPU: {gpu}; torch {torch.__version__}")
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {cores} cores, GPU: {gpu}; torch {torch.__version__}")
     print(f"PIL arm: {cores} DataLoader workers; ours: {device}" + ("" if device == "cuda" else f", {cores} threads"))
 
     small = resolve_sources("sample:astronaut", 1, 0)[0].load()
@@ -82,11 +100,8 @@ def main() -> None:
                           mode="bilinear").round().clamp(0, 255).to(torch.uint8)[0]
     print(f"{'source':<18}{'size':>5}{'PIL patches/s':>16}{'ours patches/s':>17}{'ratio':>8}")
     for name, source in (("512x512 photo", small), ("2560x1920 photo", large)):
-        pil = Image.fromarray(source.permute(1, 2, 0).numpy())
         for size in args.sizes:
-            recipe = PatchRecipe(size=size)
-            theirs = pil_rate(pil, recipe, args.batch, cores, args.seconds)
-            ours = ours_rate(source, recipe, args.batch, device, args.seconds)
+            theirs, ours = compare(source, size, args.batch, device, args.seconds, args.rounds)
             print(f"{name:<18}{size:>5}{theirs:>16.0f}{ours:>17.0f}{ours / theirs:>7.1f}x", flush=True)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from methods.alexnet import AlexNet
 from methods.context import TrialContext
@@ -100,6 +101,18 @@ class Method(ABC):
         if lr is not None:
             out["lr"] = lr
         return out
+
+    def classification_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One SGD step of cross-entropy through ``trunk`` and ``self.head`` with ``self.optimizer``
+        (what RotNet and the supervised baseline share; DeepCluster's pseudo-labels too)."""
+        head, optimizer = self.head, self.optimizer
+        with self.ctx.autocast():
+            logits = head(self.trunk(self.ctx.prepare(x))).float()
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
 
     def current_lr(self) -> float | None:
         optimiser = getattr(self, "optimizer", None)

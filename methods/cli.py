@@ -12,12 +12,12 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_trial_arguments", "main", "run_from_args"]
+__all__ = ["add_trial_arguments", "guarded", "main", "run_from_args"]
 
 EXAMPLES = """\
 examples:
@@ -162,16 +162,21 @@ def build_parser(prog: str = "python -m methods") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m methods") -> int:
+def guarded(prog: str, command: Callable[[], int]) -> int:
+    """Run a command; bad input becomes one ``PROG: error: ...`` line and exit code 2."""
     from methods.errors import InputError
 
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
     try:
-        return run_from_args(args)
+        return command()
     except InputError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m methods") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    return guarded(parser.prog, lambda: run_from_args(args))

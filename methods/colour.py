@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "colour_jitter"]
+__all__ = [
+    "adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "colour_jitter",
+]
 
 _GREY = (0.2989, 0.587, 0.114)
 
@@ -62,17 +64,30 @@ _OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 def colour_jitter(
     x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, order: torch.Tensor
 ) -> torch.Tensor:
-    """Jitter the samples where ``apply`` is true.
+    """Jitter the samples where ``apply`` is true, each with its own factors and op order.
 
     Args:
         x: (B, 3, H, W) images in [0, 1]; modified in place and returned.
         apply: (B,) bool, which samples are jittered.
         factors: (B, 4) brightness, contrast, saturation factors and hue shift.
         order: (B, 4) a permutation of 0..3 per sample: the op applied at each position.
+
+    Brightness, contrast and saturation are all ``clamp(a*x + c*grey(x) + b*mean(grey(x)))`` with
+    per-sample (a, b, c), so at each position one fused pass serves every sample whatever its op
+    (identity coefficients for the others); hue runs only on the samples whose op it is.
     """
+    ones, zeros = torch.ones_like(factors[:, 0]), torch.zeros_like(factors[:, 0])
     for pos in range(4):
-        for op_index, op in enumerate(_OPS):
-            idx = torch.nonzero(apply & (order[:, pos] == op_index)).squeeze(1)
-            if idx.numel():
-                x[idx] = op(x[idx], factors[idx, op_index])
+        op = torch.where(apply, order[:, pos], -1)
+        a = torch.where(op == 0, factors[:, 0], torch.where(op == 1, factors[:, 1],
+                        torch.where(op == 2, factors[:, 2], ones)))
+        b = torch.where(op == 1, 1.0 - factors[:, 1], zeros)
+        c = torch.where(op == 2, 1.0 - factors[:, 2], zeros)
+        if bool((op >= 0).any() & (op <= 2).any()):
+            grey = _grey(x)
+            shift = c.view(-1, 1, 1, 1) * grey + (b * grey.mean(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+            x.mul_(a.view(-1, 1, 1, 1)).add_(shift).clamp_(0.0, 1.0)
+        rows = torch.nonzero(op == 3).squeeze(1)
+        if rows.numel():
+            x.index_copy_(0, rows, adjust_hue(x.index_select(0, rows), factors[rows, 3]))
     return x

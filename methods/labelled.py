@@ -152,66 +152,63 @@ def _decode(data: bytes, where: str) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- formats
-def _imagefolder_listing(names: Sequence[str], where: str) -> dict[str, list[tuple[str, str]]]:
-    """Split name -> [(class, file)] from relative paths like ``train/cat/1.jpg`` (a top folder is allowed)."""
+def _imagefolder_selection(
+    names: Sequence[str], where: str, limits: tuple[int | None, int | None], seed: int
+) -> tuple[list[str], list[tuple[list[str], torch.Tensor]]]:
+    """Classes, and per split (train, held-out) the chosen file names and their labels.
+
+    ``names`` are relative paths like ``train/cat/1.jpg`` (one top folder above is allowed); the
+    held-out split is ``val/`` or else ``test/``; ``limits`` pick seeded subsets.
+    """
     splits: dict[str, list[tuple[str, str]]] = {}
     for name in names:
         parts = Path(name).parts
-        if len(parts) < 3 or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+        if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         for depth in (0, 1):
             if len(parts) == depth + 3 and parts[depth] in ("train", *_VAL_DIRS):
                 splits.setdefault(parts[depth], []).append((parts[depth + 1], name))
-    if "train" not in splits or not any(v in splits for v in _VAL_DIRS):
+    val_name = next((v for v in _VAL_DIRS if v in splits), None)
+    if "train" not in splits or val_name is None:
         raise InputError(f"{where} is not an ImageFolder layout: expected train/<class>/*.jpg and val/ or test/")
-    return splits
-
-
-def _classes_and_labels(
-    train: list[tuple[str, str]], val: list[tuple[str, str]]
-) -> tuple[list[str], list[int], list[int]]:
-    classes = sorted({c for c, _ in train})
+    classes = sorted({c for c, _ in splits["train"]})
     index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted({c for c, _ in val} - set(classes))
+    unknown = sorted({c for c, _ in splits[val_name]} - set(classes))
     if unknown:
-        raise InputError(f"held-out classes {unknown} do not appear in train/")
-    return classes, [index[c] for c, _ in train], [index[c] for c, _ in val]
+        raise InputError(f"{where}: held-out classes {unknown} do not appear in train/")
+    chosen = []
+    for offset, (split, limit) in enumerate((("train", limits[0]), (val_name, limits[1]))):
+        items = splits[split]
+        keep = _limit(len(items), limit, seed + offset)
+        chosen.append(([items[i][1] for i in keep], torch.tensor([index[items[i][0]] for i in keep])))
+    return classes, chosen
 
 
 def _load_tar(path: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
     with tarfile.open(path) as archive:
         members = {m.name: m for m in archive.getmembers() if m.isfile()}
-        splits = _imagefolder_listing(sorted(members), str(path))
-        val_name = next(v for v in _VAL_DIRS if v in splits)
-        classes, train_y, val_y = _classes_and_labels(splits["train"], splits[val_name])
+        classes, chosen = _imagefolder_selection(sorted(members), str(path), limits, seed)
         made = []
-        for items, labels, limit, offset in ((splits["train"], train_y, limits[0], 0),
-                                             (splits[val_name], val_y, limits[1], 1)):
-            keep = _limit(len(items), limit, seed + offset)
+        for names, labels in chosen:
             images = []
-            for i in keep:
-                handle = archive.extractfile(members[items[i][1]])
+            for name in names:
+                handle = archive.extractfile(members[name])
                 assert handle is not None
-                images.append(_decode(handle.read(), f"{path}:{items[i][1]}"))
-            made.append(Split(torch.tensor([labels[i] for i in keep]), size, images=_fit(images, size)))
+                images.append(_decode(handle.read(), f"{path}:{name}"))
+            made.append(Split(labels, size, images=_fit(images, size)))
     return LabelledData(str(path), classes, made[0], made[1])
 
 
 def _load_folder(path: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
     names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
-    splits = _imagefolder_listing(names, str(path))
-    val_name = next(v for v in _VAL_DIRS if v in splits)
-    classes, train_y, val_y = _classes_and_labels(splits["train"], splits[val_name])
+    classes, chosen = _imagefolder_selection(names, str(path), limits, seed)
     made = []
-    for items, labels, limit, offset in ((splits["train"], train_y, limits[0], 0),
-                                         (splits[val_name], val_y, limits[1], 1)):
-        keep = _limit(len(items), limit, seed + offset)
-        files = [path / items[i][1] for i in keep]
-        y = torch.tensor([labels[i] for i in keep])
+    for names, labels in chosen:
+        files = [path / name for name in names]
         if len(files) * 3 * size * size <= IN_MEMORY_BYTES:
-            made.append(Split(y, size, images=_fit([load_image_file(f) for f in files], size)))
+            made.append(Split(labels, size, images=_fit([load_image_file(f) for f in files], size)))
         else:
-            made.append(Split(y, size, files=files))
+            made.append(Split(labels, size, files=files))
     return LabelledData(str(path), classes, made[0], made[1])
 
 

@@ -311,7 +311,29 @@ class PatchGenerator:
             yield self.batch(epoch, start, min(batch_size, total - start))
 
     def render(self, params: PatchParams) -> torch.Tensor:
-        """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device."""
+        """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device.
+
+        One resampling pass and one colour pass over the batch. On the CPU they run chunk by chunk
+        (cache-sized, no full-batch temporaries), over the samples sorted so that those needing the
+        fill mask and those being jittered come together.
+        """
+        theta, frame, needs_mask = self._maps(params)
+        device, n, s = self.device, len(params), self.recipe.size
+        jitter = params.jitter.to(device)
+        factors, order = params.factors.to(device, torch.float32), params.order.to(device)
+        rows_sorted = torch.argsort(jitter.long() * 2 + needs_mask.long(), stable=True)
+        chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
+        out = torch.empty(n, 3, s, s, device=device)
+        for rows in rows_sorted.split(chunk):
+            patch = self._resample(theta[rows], frame[rows] if bool(needs_mask[rows].any()) else None)
+            if bool(jitter[rows].any()):
+                patch = colour_jitter(patch, jitter[rows], factors[rows], order[rows])
+            out.index_copy_(0, rows, patch)
+        return out
+
+    def _maps(self, params: PatchParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per sample: output -> atlas and output -> crop-frame maps (normalised), and whether the
+        recipe's black fill can show (shear can push the frame's edge into the centre crop)."""
         recipe, atlas = self.recipe, self.atlas
         n, s, r = len(params), recipe.size, float(recipe.resized)
         to_frame, frame_to_source = frame_maps(recipe, params)
@@ -324,38 +346,26 @@ class PatchGenerator:
         hw = torch.tensor(atlas.sizes, dtype=torch.float64)[params.source]
         to_region = _homogeneous(_diag(region[:, 2] / hw[:, 1], region[:, 3] / hw[:, 0]), region[:, :2])
 
-        # Compose everything into maps between normalised coordinates ([-1, 1], align_corners=False).
+        # Compose into maps between normalised coordinates ([-1, 1], align_corners=False).
         from_unit = _scale_shift(n, s / 2.0, s / 2.0, s / 2.0)
         ah, aw = atlas.texture.shape[-2:]
         to_unit_atlas = _scale_shift(n, 2.0 / aw, 2.0 / ah, -1.0)
         theta = (to_unit_atlas @ to_region @ frame_to_source @ to_frame @ from_unit)[:, :2]
         frame = (_scale_shift(n, 2.0 / r, 2.0 / r, -1.0) @ to_frame @ from_unit)[:, :2]
-        # Shear can bring the recipe's black fill into view; only those samples need a mask.
         corners = torch.tensor([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
         needs_mask = ((frame @ corners.T.to(frame)).abs() > 1.0).flatten(1).any(1)
+        device = self.device
+        return theta.to(device, torch.float32), frame.to(device, torch.float32), needs_mask.to(device)
 
-        device, f32 = self.device, torch.float32
-        theta, frame = theta.to(device, f32), frame.to(device, f32)
-        needs_mask = needs_mask.to(device)
-        jitter = params.jitter.to(device)
-        factors, order = params.factors.to(device, f32), params.order.to(device)
-        out = torch.empty(n, 3, s, s, device=device)
-        # On the CPU, work in cache-sized chunks: the colour ops make many full-size temporaries.
-        chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
-        for lo in range(0, n, chunk):
-            sl = slice(lo, min(n, lo + chunk))
-            texture = atlas.texture.expand(sl.stop - lo, -1, -1, -1)
-            patch = F.grid_sample(
-                texture, _affine_grid(theta[sl], s), mode=self.mode, padding_mode="border", align_corners=False
-            )
-            if bool(needs_mask[sl].any()):
-                inside = (_affine_grid(frame[sl], s).abs() <= 1.0).all(dim=-1)
-                patch.mul_(inside.unsqueeze(1))
-            patch.clamp_(0.0, 1.0)
-            if bool(jitter[sl].any()):
-                patch = colour_jitter(patch, jitter[sl], factors[sl], order[sl])
-            out[sl] = patch
-        return out
+    def _resample(self, theta: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
+        """One ``grid_sample`` from the atlas; outside the crop frame (if given) the fill is black."""
+        s = self.recipe.size
+        texture = self.atlas.texture.expand(theta.shape[0], -1, -1, -1)
+        out = F.grid_sample(texture, _affine_grid(theta, s), mode=self.mode, padding_mode="border",
+                            align_corners=False)
+        if frame is not None:
+            out.mul_((_affine_grid(frame, s).abs() <= 1.0).all(dim=-1).unsqueeze(1))
+        return out.clamp_(0.0, 1.0)
 
 
 def _affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:

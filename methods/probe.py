@@ -146,7 +146,7 @@ def run_probe(
         heads, sides = _train_heads(trunk, data, settings, device)
         results = _evaluate(trunk, heads, data.val, sides, settings, device)
     finally:
-        for p, flag in zip(trunk.parameters(), grad_flags):
+        for p, flag in zip(trunk.parameters(), grad_flags, strict=True):
             p.requires_grad_(flag)
     after = trunk.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
@@ -164,7 +164,8 @@ def _train_heads(trunk: AlexNet, data: LabelledData, settings: ProbeSettings,
     schedule = step_schedule(optimiser, settings.epochs, settings.milestones)
 
     t0 = time.perf_counter()
-    cache = _Cache(trunk, data.train, sides, settings, device) if _use_cache(settings.cache, data, sides, device) else None
+    use_cache = _use_cache(settings.cache, data, sides, device)
+    cache = _Cache(trunk, data.train, sides, settings, device) if use_cache else None
     if cache is not None:
         log.info("probe: cached %d x %d pooled features in %.1fs", len(data.train),
                  sum(c * s * s for c, s in sides.values()), time.perf_counter() - t0)

@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from methods.alexnet import AlexNet, mlp_head
 from methods.base import Method
-from methods.optim import sgd, step_schedule
 from methods.context import TrialContext
+from methods.optim import sgd, step_schedule
 
 __all__ = ["RotNet", "rotations"]
 
@@ -47,11 +46,4 @@ class RotNet(Method):
         self.schedule = step_schedule(self.optimizer, cfg.epochs, self.milestones)
 
     def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        x, y = rotations(batch)
-        with self.ctx.autocast():
-            logits = self.head(self.trunk(self.ctx.prepare(x))).float()
-        loss = F.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+        return self.classification_step(*rotations(batch))

@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from methods.alexnet import AlexNet, mlp_head
 from methods.base import Method
-from methods.optim import sgd, step_schedule
 from methods.context import TrialContext
+from methods.optim import sgd, step_schedule
 
 __all__ = ["Supervised"]
 
@@ -51,11 +50,4 @@ class Supervised(Method):
                                        shuffle_seed=self.cfg.seed * 1_000_003 + epoch, workers=self.cfg.workers)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x, y = batch
-        with self.ctx.autocast():
-            logits = self.head(self.trunk(self.ctx.prepare(x))).float()
-        loss = F.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+        return self.classification_step(*batch)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from methods.cli import EXAMPLES, add_trial_arguments, run_from_args
+from methods.cli import EXAMPLES, add_trial_arguments, guarded, run_from_args
 
 __all__ = ["main"]
 
@@ -34,18 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from methods.errors import InputError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except InputError as err:
-        print(f"monosweep {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"monosweep {args.command}: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    return guarded(f"monosweep {args.command}", lambda: int(args.handler(args)))
 
 
 if __name__ == "__main__":

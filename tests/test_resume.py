@@ -31,7 +31,7 @@ def _assert_same_state(a: Any, b: Any) -> None:
             _assert_same_state(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             _assert_same_state(x, y)
     else:
         assert a == b
