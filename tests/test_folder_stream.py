@@ -18,7 +18,8 @@ def folder(tmp_path: Path) -> Path:
     for c in ("a", "b"):
         (tmp_path / "train" / c).mkdir(parents=True)
         for i in range(5):
-            Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "train" / c / f"{i}.jpg")
+            pixels = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "train" / c / f"{i}.jpg")
     return tmp_path
 
 
