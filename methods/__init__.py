@@ -7,11 +7,13 @@ One trial = build the single-image dataset -> train one method -> probe every co
 from __future__ import annotations
 
 from methods.base import Diverged, Method
+from methods.bigan import BiGAN
+from methods.deepcluster import DeepCluster
 from methods.random_init import RandomInit
 from methods.rotnet import RotNet
 from methods.supervised import Supervised
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (RotNet, Supervised, RandomInit)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (RotNet, DeepCluster, BiGAN, Supervised, RandomInit)}
 
 from methods.config import TrialConfig  # noqa: E402  (needs METHODS at validation time only)
 from methods.errors import InputError  # noqa: E402

@@ -85,14 +85,15 @@ class Method(ABC):
                 sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
             steps += 1
             if steps % _CHECK_EVERY == 0:
-                self._check_finite(metrics)
+                self.check(metrics)
             if time.perf_counter() - last_log > _PROGRESS_SECONDS:
                 last_log = time.perf_counter()
                 rate = steps / (last_log - t0)
                 log.info("epoch %d  step %d/%d  loss %.4f  %.1f steps/s  epoch ETA %.0fs", epoch + 1, steps,
                          total, float(metrics["loss"]), rate, (total - steps) / max(rate, 1e-9))
         means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
-        self._check_finite(means)
+        means.update(self.epoch_metrics())
+        self.check(means, epoch_end=True)
         lr = self.current_lr()  # the rate this epoch ran at, before the schedule steps
         self.end_epoch(epoch)
         seconds = time.perf_counter() - t0
@@ -118,11 +119,16 @@ class Method(ABC):
         optimiser = getattr(self, "optimizer", None)
         return float(optimiser.param_groups[0]["lr"]) if optimiser is not None else None
 
-    @staticmethod
-    def _check_finite(metrics: dict[str, Any]) -> None:
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
-            raise Diverged(f"non-finite loss {loss}")
+    def epoch_metrics(self) -> dict[str, float]:
+        """Metrics measured once per epoch rather than per step (DeepCluster's NMI, cluster count)."""
+        return {}
+
+    def check(self, metrics: dict[str, Any], epoch_end: bool = False) -> None:
+        """Raise :class:`Diverged` if training has failed (by default: a non-finite loss). Called with a
+        step's metrics every few steps, and with the epoch's means (``epoch_end=True``)."""
+        for name, value in metrics.items():
+            if name.endswith("loss") and not math.isfinite(float(value)):
+                raise Diverged(f"non-finite {name} {float(value)}")
 
     def _stateful(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k != "ctx" and hasattr(v, "state_dict")}

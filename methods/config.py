@@ -63,6 +63,10 @@ class TrialConfig:
     momentum: float | None = _doc("SGD momentum (default: the method's)", default=None)
     weight_decay: float | None = _doc("weight decay (default: the method's)", default=None)
     head_hidden: int = _doc("width of the methods' two hidden FC layers (0: a linear head)", default=4096)
+    clusters: int | None = _doc("DeepCluster: k of k-means (default 10,000)", default=None)
+    pca_dim: int | None = _doc("DeepCluster: PCA-whitened dimensions clustered (default 256)", default=None)
+    kmeans_iters: int | None = _doc("DeepCluster: Lloyd iterations per clustering (default 20)", default=None)
+    latent_dim: int | None = _doc("BiGAN: size of the uniform latent (default 200)", default=None)
     train_data: str | None = _doc("labelled data the supervised baseline trains on (default: probe_data)",
                                   default=None)
     probe_data: str = _doc("labelled probe data: 'demo', an ImageFolder dir or .tar (train/ + val/ or "
@@ -106,6 +110,13 @@ class TrialConfig:
                 raise InputError(f"{name}={getattr(self, name)} must be >= 1")
         if self.epochs is not None and self.epochs < 0:
             raise InputError(f"epochs={self.epochs} must be >= 0")
+        for name in ("clusters", "pca_dim", "kmeans_iters", "latent_dim"):
+            value = getattr(self, name)
+            if value is not None and value < (2 if name == "clusters" else 1):
+                raise InputError(f"{name}={value} is too small")
+        if self.clusters is not None and self.clusters > self.patches_per_epoch:
+            raise InputError(f"clusters={self.clusters} exceeds patches_per_epoch={self.patches_per_epoch}: "
+                             "k-means needs at least k patches")
 
     @property
     def sources(self) -> list[str]:

@@ -55,12 +55,22 @@ class FolderStream:
         self.size, self.seed, self.device, self.workers = size, seed, device, workers
 
     def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]:
+        """``total`` crops of the files in a fresh order each epoch (cycling when total > files)."""
         n = len(self.files)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-total // n))])[:total]
-        keys = (uniforms(self.seed, epoch, torch.arange(total), 1)[:, 0] * 2**31).long()
+        yield from self._load(order, self._keys(epoch, torch.arange(total)), batch_size)
+
+    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Crops number ``indices`` (file ``i % files``), each seeded by (seed, epoch, i)."""
+        yield from self._load(indices % len(self.files), self._keys(epoch, indices), batch_size)
+
+    def _keys(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
+        return (uniforms(self.seed, epoch, indices, 1)[:, 0] * 2**31).long()
+
+    def _load(self, files: torch.Tensor, keys: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         loader = torch.utils.data.DataLoader(
-            _Epoch(self.files, order, keys, self.size), batch_size=batch_size, num_workers=self.workers,
+            _Epoch(self.files, files, keys, self.size), batch_size=batch_size, num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
         for x in loader:

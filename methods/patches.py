@@ -307,8 +307,12 @@ class PatchGenerator:
 
     def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]:
         """The epoch's ``total`` patches in batches (the last one may be smaller)."""
-        for start in range(0, total, batch_size):
-            yield self.batch(epoch, start, min(batch_size, total - start))
+        return self.batches_at(epoch, torch.arange(total), batch_size)
+
+    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Patches number ``indices`` of ``epoch``, in that order, in batches."""
+        for chunk in indices.split(batch_size):
+            yield self.render(sample_params(self.recipe, self.sizes, self.seed, epoch, chunk))
 
     def render(self, params: PatchParams) -> torch.Tensor:
         """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device.

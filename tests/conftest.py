@@ -34,6 +34,7 @@ TINY = TrialConfig(
     patches_per_epoch=128,
     batch_size=32,
     head_hidden=64,
+    clusters=8,
     probe_epochs=2,
     probe_batch_size=64,
     probe_train_limit=240,

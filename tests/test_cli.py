@@ -4,6 +4,7 @@ import sys
 import pytest
 from conftest import REPO
 
+from methods import list_methods
 from sweep.cli import main
 
 
@@ -17,13 +18,13 @@ def test_help_teaches_by_example() -> None:
 def test_list_methods(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["trial", "--list-methods"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["random", "rotnet", "supervised"]
+    assert names == list_methods() and {"rotnet", "deepcluster", "bigan", "supervised", "random"} <= set(names)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "simclr"], "unknown method 'simclr'; known: random, rotnet, supervised"),
+        (["--method", "simclr"], "unknown method 'simclr'; known: bigan, deepcluster, random, rotnet, supervised"),
         (["--source", "/no/such/photo.jpg"], "source not found: /no/such/photo.jpg"),
         (["--augment", "no-blur"], "unknown augmentation 'no-blur'"),
         (["--img-size", "32"], "img_size=32 is below the 63 px AlexNet needs"),

@@ -36,7 +36,7 @@ def test_every_method_runs_a_full_tiny_trial(name: str) -> None:
 
 
 def test_unknown_method_lists_the_known_ones() -> None:
-    with pytest.raises(InputError, match="random, rotnet, supervised"):
+    with pytest.raises(InputError, match="bigan, deepcluster, random, rotnet, supervised"):
         get_method("simclr")
     with pytest.raises(InputError, match="unknown method 'simclr'"):
         TrialConfig(method="simclr")

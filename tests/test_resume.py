@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from conftest import REPO, tiny
 
 from methods import run_trial
 from methods.trial import CHECKPOINT_FILE
 
-CONFIG = dict(method="rotnet", epochs=3, patches_per_epoch=96, probe_epochs=1)
+CONFIG = dict(epochs=3, patches_per_epoch=96, probe_epochs=1)
 
 
 class Killed(Exception):
@@ -37,7 +38,8 @@ def _assert_same_state(a: Any, b: Any) -> None:
         assert a == b
 
 
-def _run(tmp: Path, kill_after: int | None = None, resume: Path | None = None) -> tuple[list[float], dict[str, Any]]:
+def _run(tmp: Path, method: str, kill_after: int | None = None,
+         resume: Path | None = None) -> tuple[list[float], dict[str, Any]]:
     epochs_seen: list[float] = []
     keep = tmp / "ckpt"
 
@@ -51,18 +53,19 @@ def _run(tmp: Path, kill_after: int | None = None, resume: Path | None = None) -
             raise Killed
 
     try:
-        run_trial(tiny(**CONFIG), report=report, resume_from=resume)
+        run_trial(tiny(method=method, **CONFIG), report=report, resume_from=resume)
     except Killed:
         pass
     return epochs_seen, torch.load(keep / CHECKPOINT_FILE, weights_only=False)
 
 
-def test_killed_and_resumed_trial_ends_bit_identical(tmp_path: Path) -> None:
-    epochs, straight = _run(tmp_path / "a")
+@pytest.mark.parametrize("method", ["rotnet", "deepcluster", "bigan"])
+def test_killed_and_resumed_trial_ends_bit_identical(tmp_path: Path, method: str) -> None:
+    epochs, straight = _run(tmp_path / "a", method)
     assert epochs == [1.0, 2.0, 3.0]
-    epochs, partial = _run(tmp_path / "b", kill_after=1)
+    epochs, partial = _run(tmp_path / "b", method, kill_after=1)
     assert epochs == [1.0] and partial["epoch"] == 1
-    epochs, resumed = _run(tmp_path / "b", resume=tmp_path / "b" / "ckpt")
+    epochs, resumed = _run(tmp_path / "b", method, resume=tmp_path / "b" / "ckpt")
     assert epochs == [2.0, 3.0]  # continues at k + 1
     assert resumed["epoch"] == 3
     _assert_same_state(straight["method"], resumed["method"])

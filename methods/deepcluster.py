@@ -1,0 +1,157 @@
+"""DeepCluster (Caron et al. 2018): cluster the features, train on the clusters as labels, repeat.
+
+Each epoch, as facebookresearch/deepcluster does: features of the whole data set from the current
+network (eval mode; the output of the FC layers before the top layer) -> PCA to ``pca_dim`` with
+whitening -> L2 normalisation -> k-means with ``clusters`` centroids -> pseudo-labels -> a sample of
+``patches_per_epoch`` images drawn uniformly over the non-empty clusters -> a freshly initialised top
+layer -> SGD (lr 0.05, momentum 0.9, weight decay 1e-5; the top layer has its own SGD without
+momentum, recreated every epoch). Sobel front end on by default, as in the original ``main.sh``.
+
+The data set is a fixed set of ``patches_per_epoch`` patches (patch indices 0.. of the generator's
+epoch 0), as in the paper where the single-image data set is generated once; epochs differ by the
+sample and by a random horizontal flip. That is also what makes the NMI between the assignments of
+consecutive epochs meaningful: they label the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from methods.alexnet import AlexNet, init_weights
+from methods.base import Method
+from methods.context import TrialContext
+from methods.kmeans import kmeans, l2_normalise, nmi, pca_whiten
+from methods.optim import sgd
+
+__all__ = ["DeepCluster", "uniform_over_clusters"]
+
+log = logging.getLogger("monosweep.trial")
+
+
+def uniform_over_clusters(labels: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:
+    """``total`` indices with every non-empty cluster equally represented (DeepCluster's
+    UnifLabelSampler: each cluster gets ~total/k_nonempty draws, with replacement when it is small)."""
+    labels = labels.cpu()
+    clusters = [torch.nonzero(labels == c).squeeze(1) for c in torch.unique(labels).tolist()]
+    per = total // len(clusters) + 1
+    picks = []
+    for members in clusters:
+        replace = members.numel() < per
+        if replace:
+            chosen = members[torch.randint(members.numel(), (per,), generator=generator)]
+        else:
+            chosen = members[torch.randperm(members.numel(), generator=generator)[:per]]
+        picks.append(chosen)
+    everything = torch.cat(picks)
+    return everything[torch.randperm(everything.numel(), generator=generator)][:total]
+
+
+class DeepCluster(Method):
+    """DeepCluster: k-means on the network's features gives the labels it trains on, every epoch."""
+
+    name = "deepcluster"
+    defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 200, "batch_size": 256, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-5, "sobel": True,
+        "clusters": 10_000, "pca_dim": 256, "kmeans_iters": 20,
+    }
+
+    def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
+        super().__init__(trunk, ctx)
+        cfg = self.cfg
+        assert cfg.lr is not None and cfg.momentum is not None and cfg.weight_decay is not None
+        dim = trunk.output_dim(cfg.img_size)
+        hidden = cfg.head_hidden
+        layers: list[nn.Module] = []
+        if hidden > 0:  # DeepCluster's AlexNet classifier, without its top layer
+            layers = [nn.Dropout(0.5), nn.Linear(dim, hidden), nn.ReLU(inplace=True),
+                      nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
+        self.classifier = nn.Sequential(*layers).to(ctx.device)
+        init_weights(self.classifier)
+        self.feature_dim = hidden if hidden > 0 else dim
+        self.optimizer = sgd([trunk, self.classifier], cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.previous: torch.Tensor | None = None  # last epoch's assignment, for the NMI
+        self._epoch: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ clustering
+    def _features(self) -> torch.Tensor:
+        cfg = self.cfg
+        assert cfg.batch_size is not None
+        self.trunk.eval()
+        self.classifier.eval()
+        parts = []
+        with torch.inference_mode(), self.ctx.autocast():
+            indices = torch.arange(cfg.patches_per_epoch)
+            for x in self.ctx.patches().batches_at(0, indices, cfg.batch_size):
+                parts.append(self.classifier(self.trunk(self.ctx.prepare(x))).float())
+        self.trunk.train()
+        self.classifier.train()
+        return torch.cat(parts)
+
+    def start_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        assert cfg.clusters is not None and cfg.pca_dim is not None and cfg.kmeans_iters is not None
+        t0 = time.perf_counter()
+        features = l2_normalise(pca_whiten(self._features(), cfg.pca_dim))
+        t1 = time.perf_counter()
+        result = kmeans(features, cfg.clusters, cfg.kmeans_iters, seed=cfg.seed * 1_000_003 + epoch)
+        self.labels = result.labels
+        t2 = time.perf_counter()
+        nonempty = int(torch.unique(result.labels).numel())
+        self._epoch = {"clusters": float(nonempty), "kmeans_seconds": t2 - t1, "features_seconds": t1 - t0}
+        if self.previous is not None:
+            self._epoch["nmi"] = nmi(result.labels, self.previous)
+        self.previous = result.labels.cpu()
+        log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", epoch + 1, nonempty,
+                 cfg.clusters, t1 - t0, t2 - t1)
+
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        self.order = uniform_over_clusters(result.labels, cfg.patches_per_epoch, generator)
+        self.flips = torch.rand(cfg.patches_per_epoch, generator=generator) < 0.5
+        self.top_layer = nn.Linear(self.feature_dim, cfg.clusters).to(self.ctx.device)
+        init_weights(self.top_layer)
+        assert cfg.lr is not None and cfg.weight_decay is not None
+        self.top_optimizer = torch.optim.SGD(self.top_layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return dict(self._epoch)
+
+    # ------------------------------------------------------------------ training
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        assert cfg.batch_size is not None
+        labels = self.labels.to(self.ctx.device)
+        source = self.ctx.patches().batches_at(0, self.order, cfg.batch_size)
+        positions = torch.arange(len(self.order)).split(cfg.batch_size)
+        for pos, x in zip(positions, source, strict=True):
+            flip = self.flips[pos].to(x.device).view(-1, 1, 1, 1)  # this epoch's flip of each drawn image
+            yield torch.where(flip, x.flip(-1), x), labels[self.order[pos].to(labels.device)]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        with self.ctx.autocast():
+            logits = self.top_layer(self.classifier(self.trunk(self.ctx.prepare(x)))).float()
+        loss = nn.functional.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.top_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.top_optimizer.step()
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _stateful(self) -> dict[str, Any]:
+        # The top layer and its optimiser are rebuilt every epoch: not part of the state between epochs.
+        return {k: v for k, v in super()._stateful().items() if k not in ("top_layer", "top_optimizer")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "previous": self.previous}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.previous = state.get("previous")
