@@ -85,10 +85,12 @@ class DeepCluster(Method):
         self.trunk.eval()
         self.classifier.eval()
         parts = []
+        # bf16 on a GPU: 1.28M x 4096 features are 10 GB instead of 21 GB (PCA accumulates in float64).
+        dtype = torch.bfloat16 if self.ctx.cuda else torch.float32
         with torch.inference_mode(), self.ctx.autocast():
             indices = torch.arange(cfg.patches_per_epoch)
             for x in self.ctx.patches().batches_at(0, indices, cfg.batch_size):
-                parts.append(self.classifier(self.trunk(self.ctx.prepare(x))).float())
+                parts.append(self.classifier(self.trunk(self.ctx.prepare(x))).to(dtype))
         self.trunk.train()
         self.classifier.train()
         return torch.cat(parts)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import TrialConfig
+from methods import Method, TrialConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR_TAR_CANDIDATES = (
@@ -47,3 +47,22 @@ TINY = TrialConfig(
 def tiny(**changes: object) -> TrialConfig:
     """A trial config small enough to run in seconds on a laptop CPU."""
     return dataclasses.replace(TINY, **changes)  # type: ignore[arg-type]
+
+
+def failing(base: type[Method], name: str, from_epoch: int, **overrides: float) -> type[Method]:
+    """A subclass of ``base`` whose step metrics take ``overrides`` from epoch ``from_epoch`` on
+    (e.g. ``loss=nan``): failures injected into a real method, to test how a trial ends."""
+
+    class Failing(base):  # type: ignore[valid-type, misc]
+        def start_epoch(self, epoch: int) -> None:
+            super().start_epoch(epoch)
+            self.epoch_now = epoch
+
+        def training_step(self, batch: object) -> dict[str, torch.Tensor]:
+            out = super().training_step(batch)
+            if self.epoch_now >= from_epoch:
+                out.update({k: torch.tensor(v) for k, v in overrides.items()})
+            return out
+
+    Failing.name = name
+    return Failing

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny
+from conftest import failing, tiny
 
 from methods import METHODS, run_trial
 from methods.bigan import BiGAN, Generator, JointDiscriminator
@@ -39,30 +39,12 @@ def test_generator_and_discriminator_work_at_any_trial_size(size: int) -> None:
     assert logits.shape == (2,)
 
 
-class _NaNBiGAN(BiGAN):
-    name = "nan-bigan"
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch_now = epoch
-
-    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super().training_step(batch)
-        if self.epoch_now == 1:
-            out["d_loss"] = torch.tensor(float("inf"))
-        return out
+_NAN_BIGAN = failing(BiGAN, "nan-bigan", from_epoch=1, d_loss=float("inf"))
+# A discriminator that always wins, from the first epoch on.
+_COLLAPSED_BIGAN = failing(BiGAN, "collapsed-bigan", from_epoch=0, d_loss=1e-6, d_acc=1.0)
 
 
-class _CollapsedBiGAN(BiGAN):
-    name = "collapsed-bigan"
-
-    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super().training_step(batch)
-        out["d_loss"] = torch.tensor(1e-6)  # a discriminator that always wins
-        out["d_acc"] = torch.tensor(1.0)
-        return out
-
-
-@pytest.mark.parametrize(("cls", "message"), [(_NaNBiGAN, "non-finite d_loss"), (_CollapsedBiGAN, "collapsed")])
+@pytest.mark.parametrize(("cls", "message"), [(_NAN_BIGAN, "non-finite d_loss"), (_COLLAPSED_BIGAN, "collapsed")])
 def test_bigan_failures_end_the_trial_as_diverged_with_metrics_kept(
     monkeypatch: pytest.MonkeyPatch, cls: type[BiGAN], message: str
 ) -> None:
@@ -71,7 +53,7 @@ def test_bigan_failures_end_the_trial_as_diverged_with_metrics_kept(
     result = run_trial(tiny(method=cls.name, epochs=3, probe_epochs=1),
                        report=lambda metrics, ckpt: finals.append(dict(metrics)) if ckpt is None else None)
     assert result.status == "diverged" and message in result.message
-    kept = 1 if cls is _NaNBiGAN else 0
+    kept = 1 if cls is _NAN_BIGAN else 0
     assert result.epochs_done == kept and len(result.history) == kept
     if kept:
         assert math.isfinite(result.history[0]["train.d_loss"])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import tiny
+from conftest import failing, tiny
 
 from methods import METHODS, InputError, TrialConfig, get_method, list_methods, run_trial
 from methods.alexnet import TAPS
@@ -57,25 +57,10 @@ def test_rotnet_loss_falls_on_a_tiny_run() -> None:
     assert result.history[-1]["train.acc"] > 0.3  # chance: 0.25
 
 
-class _Exploding(RotNet):
-    """RotNet whose loss turns NaN in its second epoch."""
-
-    name = "exploding"
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch_now = epoch
-
-    def training_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super().training_step(batch)
-        if self.epoch_now >= 1:
-            out["loss"] = torch.tensor(float("nan"))
-        return out
-
-
 def test_a_non_finite_loss_ends_the_trial_as_diverged_with_the_last_good_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(METHODS, "exploding", _Exploding)
+    monkeypatch.setitem(METHODS, "exploding", failing(RotNet, "exploding", from_epoch=1, loss=float("nan")))
     states: list[dict[str, Any]] = []
 
     def report(metrics: Any, checkpoint: str | None) -> None:
