@@ -15,12 +15,35 @@ from methods.supervised import Supervised
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (RotNet, DeepCluster, BiGAN, Supervised, RandomInit)}
 
+
+def register(method: type[Method]) -> type[Method]:
+    """Add a method to the registry (usable as a class decorator); names must be unique."""
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def _load_plugins() -> None:
+    """Import the modules named in $MONOSWEEP_PLUGINS (comma-separated): they register extra methods.
+
+    An environment variable rather than an argument so that Ray workers, which inherit the driver's
+    environment, register the same methods as the driver.
+    """
+    import importlib
+    import os
+
+    for module in filter(None, (m.strip() for m in os.environ.get("MONOSWEEP_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
 from methods.config import TrialConfig  # noqa: E402  (needs METHODS at validation time only)
 from methods.errors import InputError  # noqa: E402
 from methods.trial import TrialResult, run_trial  # noqa: E402
 
 __all__ = ["METHODS", "Diverged", "InputError", "Method", "TrialConfig", "TrialResult", "get_method",
-           "list_methods", "run_trial"]
+           "list_methods", "register", "run_trial"]
+
+_load_plugins()
 
 
 def list_methods() -> list[str]:

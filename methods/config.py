@@ -72,7 +72,7 @@ class TrialConfig:
     probe_data: str = _doc("labelled probe data: 'demo', an ImageFolder dir or .tar (train/ + val/ or "
                            "test/), or a torchvision CIFAR-10 root", default="demo")
     probe_img_size: int | None = _doc("probe input side in px (default: img_size)", default=None)
-    probe_epochs: int = _doc("linear-probe epochs (the paper: 36)", default=36)
+    probe_epochs: int = _doc("linear-probe epochs (the paper: 36; 0: train only, no probe)", default=36)
     probe_lr: float = _doc("probe learning rate, /10 at 10/36, 20/36, 30/36 of the epochs", default=0.01)
     probe_batch_size: int = _doc("probe batch size", default=192)
     probe_weight_decay: float = _doc("probe weight decay", default=1e-5)
@@ -105,9 +105,11 @@ class TrialConfig:
             raise InputError(f"probe_cache={self.probe_cache!r}; choose one of {', '.join(PROBE_CACHE_MODES)}")
         if self.num_images < 0:
             raise InputError(f"num_images={self.num_images} must be >= 1 (or 0 for the whole folder)")
-        for name in ("patches_per_epoch", "probe_epochs", "probe_batch_size"):
+        for name in ("patches_per_epoch", "probe_batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.probe_epochs < 0:
+            raise InputError(f"probe_epochs={self.probe_epochs} must be >= 0 (0: no probe)")
         if self.epochs is not None and self.epochs < 0:
             raise InputError(f"epochs={self.epochs} must be >= 0")
         for name in ("clusters", "pca_dim", "kmeans_iters", "latent_dim"):

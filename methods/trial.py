@@ -146,12 +146,14 @@ def run_trial(config: TrialConfig, report: Report | None = None,
     settings = ProbeSettings(epochs=cfg.probe_epochs, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
                              weight_decay=cfg.probe_weight_decay, cache=cfg.probe_cache, seed=cfg.seed,
                              workers=cfg.workers)
-    probe = run_probe(trunk, ctx.labelled(cfg.probe_data, cfg.probe_img_size), settings, device)
+    probe = {}
+    if cfg.probe_epochs > 0:
+        probe = run_probe(trunk, ctx.labelled(cfg.probe_data, cfg.probe_img_size), settings, device)
     result = TrialResult(
         config=cfg.to_dict(), status=status, epochs_done=len(history), history=history, probe=probe,
         seconds={"train": train_seconds, "probe": time.perf_counter() - t_probe}, message=message,
     )
-    final = {"done": 1.0, "diverged": float(status == "diverged"), "epoch": float(len(history)),
+    final = {"final": 1.0, "diverged": float(status == "diverged"), "epoch": float(len(history)),
              **result.metrics()}
     _report_with(report, final, None)
     return result

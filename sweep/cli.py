@@ -1,27 +1,163 @@
-"""The ``monosweep`` command.
-
-Subcommands:
-  trial   run one trial (train a method, probe every conv layer) — see ``monosweep trial --help``
-"""
+"""The ``monosweep`` command: validate, plan, run, status, submit a sweep; or run one trial."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from methods.cli import EXAMPLES, add_trial_arguments, guarded, run_from_args
 
 __all__ = ["main"]
 
+DESCRIPTION = """\
+Sweeps of self-supervised methods trained on very few images, probed layer by layer.
+
+A sweep is one YAML file: a grid of trial-config values (method x source x N x augmentation x seed x
+...), where to store results, what each trial reserves. `monosweep run` runs every trial that is not
+finished yet on a local or remote Ray cluster; run it again to resume a broken sweep, or after adding
+values to the grid to run only the new trials.
+"""
+
+EPILOG = """\
+examples:
+  monosweep validate examples/quickstart.yaml     # check the spec, its images and storage
+  monosweep plan examples/quickstart.yaml         # how many trials, how many finished, by axis
+  monosweep run examples/quickstart.yaml          # run on this machine (local Ray, CPU if no GPU)
+  monosweep status examples/quickstart.yaml       # one line per trial: state, epoch, probe top-1
+  monosweep run spec.yaml --address 10.0.0.1:6379 --storage s3://bucket/sweeps   # on a cluster
+  monosweep submit spec.yaml --address http://10.0.0.1:8265                      # as a Ray Job
+  monosweep trial --help                          # one trial, no Ray
+
+S3 storage reads the usual AWS settings (AWS_ENDPOINT_URL_S3 for MinIO and friends, AWS_REGION,
+credentials from the environment or ~/.aws); they are never written to results or logs.
+"""
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="the sweep's YAML file")
+    parser.add_argument("--storage", help="override the spec's storage (local folder or s3://bucket/prefix)")
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from sweep.spec import load_spec
+
+    return load_spec(args.spec)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sweep.runner import plan_sweep
+
+    spec = _load(args)
+    plan = plan_sweep(spec, str(args.spec), args.storage)
+    print(f"{args.spec}: ok - sweep {spec.name!r}, {len(plan.trials)} trials, storage {plan.storage.uri}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from sweep.runner import plan_sweep
+
+    spec = _load(args)
+    plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
+    done = [t for t in plan.trials if plan.status(t) == "finished"]
+    diverged = [t for t in plan.trials if plan.status(t) == "diverged"]
+    print(f"sweep {spec.name!r}: {len(plan.trials)} trials - {len(done)} finished, {len(diverged)} diverged, "
+          f"{len(plan.todo)} to run (storage {plan.storage.uri})")
+    rows = [("axis", "value", "total", "finished", "to run")]
+    todo = {t.id for t in plan.todo}
+    for axis in sorted(spec.grid):
+        for value in spec.grid[axis]:
+            members = [t for t in plan.trials if t.values.get(axis) == value]
+            rows.append((axis, str(value), str(len(members)),
+                         str(sum(plan.status(t) == "finished" for t in members)),
+                         str(sum(t.id in todo for t in members))))
+    _print_table(rows)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweep.runner import run_sweep
+
+    spec = _load(args)
+    summary = run_sweep(spec, str(args.spec), address=args.address, storage=args.storage)
+    states = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+    print(f"sweep {spec.name!r}: {summary.total} trials ({states}); ran {summary.ran}, skipped {summary.skipped} "
+          f"already done; results in {summary.storage}")
+    if not summary.ok:
+        print(f"some trials did not finish: see `monosweep status {args.spec}`", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweep.runner import plan_sweep
+
+    spec = _load(args)
+    plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
+    axes = sorted(a for a in spec.grid if len(spec.grid[a]) > 1) or sorted(spec.grid)
+    layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
+    rows = [("id", "status", "epoch", *axes, *layers)]
+    for trial in plan.trials:
+        record = plan.records.get(trial.id)
+        probe = (record.result or {}).get("probe", {}) if record else {}
+        rows.append((trial.id, plan.status(trial), str(record.epoch if record else 0),
+                     *(str(trial.values.get(a)) for a in axes),
+                     *(f"{probe[layer]['top1']:.1f}" if layer in probe else "-" for layer in layers)))
+    _print_table(rows)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from methods.errors import InputError
+    from sweep.spec import load_spec
+
+    load_spec(args.spec)  # fail here, not on the cluster
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(args.address)
+    except Exception as err:  # the client raises ConnectionError, ValueError or RuntimeError
+        raise InputError(f"cannot reach the Ray job server at {args.address}: {str(err).splitlines()[0]} "
+                         "(start the head with `ray start --head --dashboard-host 0.0.0.0`)") from None
+    with tempfile.TemporaryDirectory(prefix="monosweep-submit-") as tmp:
+        (Path(tmp) / args.spec.name).write_text(args.spec.read_text())
+        entry = f"monosweep run {args.spec.name} --address auto"
+        if args.storage:
+            entry += f" --storage {args.storage}"
+        job = client.submit_job(entrypoint=entry, runtime_env={"working_dir": tmp})
+    print(f"submitted {job}: follow it with `ray job logs -f {job} --address {args.address}`")
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="monosweep",
-        description="Sweeps of self-supervised methods trained on very few images, probed layer by layer.",
-        epilog="Run `monosweep COMMAND --help` for the options and examples of each command.",
-    )
+    parser = argparse.ArgumentParser(prog="monosweep", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, handler: object) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    _spec_arguments(command("validate", "check a spec, its images, data and storage; run nothing", cmd_validate))
+    _spec_arguments(command("plan", "show the grid: trials in total, finished, to run, by axis", cmd_plan))
+    run = command("run", "run every trial that is not finished yet (resume and extend by running again)", cmd_run)
+    _spec_arguments(run)
+    run.add_argument("--address", help="Ray cluster to join (HOST:PORT of its GCS, or 'auto'); default: start "
+                     "Ray on this machine")
+    _spec_arguments(command("status", "one line per trial: state, epoch, probe top-1 per layer", cmd_status))
+    submit = command("submit", "send `monosweep run SPEC` to a Ray cluster as a Ray Job", cmd_submit)
+    _spec_arguments(submit)
+    submit.add_argument("--address", required=True, help="the cluster's job server, e.g. http://HEAD:8265")
+
     trial = commands.add_parser(
         "trial", help="run one trial end to end and print the per-layer probe table",
         description="Run one trial: train a method on patches of a few photos, then linear-probe every "

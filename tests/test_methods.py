@@ -30,7 +30,7 @@ def test_every_method_runs_a_full_tiny_trial(name: str) -> None:
     assert result.epochs_done == epochs == len(result.history)
     assert [has_ckpt for _, has_ckpt in reports] == [True] * epochs + [False]
     final = reports[-1][0]
-    assert final["done"] == 1.0 and set(result.metrics()) <= set(final)
+    assert final["final"] == 1.0 and set(result.metrics()) <= set(final)
     for h in result.history:
         assert math.isfinite(h["train.loss"])
 

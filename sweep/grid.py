@@ -1,0 +1,88 @@
+"""Grid -> trials: the cartesian product minus exclusions, each with a stable id.
+
+A trial's id is a short hash of its *explicit* values (grid + fixed, canonicalised): reordering keys or
+axis values changes no id, changing a value does, and a default added to the code later does not
+change old ids (the resolved config, defaults included, is stored with each result instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from methods.config import TrialConfig
+from methods.context import check_inputs
+from methods.errors import InputError
+from sweep.spec import SweepSpec
+
+__all__ = ["Trial", "canonical", "expand", "trial_id", "validate_inputs"]
+
+_FLOAT_FIELDS = {f.name for f in fields(TrialConfig) if "float" in str(f.type)}
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str
+    values: dict[str, Any]  # the explicit values the id hashes
+    config: TrialConfig  # resolved: the method's defaults filled in
+
+
+def canonical(values: dict[str, Any]) -> dict[str, Any]:
+    """Values with float fields as floats (``lr: 1`` and ``lr: 1.0`` are the same trial)."""
+    return {k: float(v) if k in _FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in sorted(values.items())}
+
+
+def trial_id(values: dict[str, Any]) -> str:
+    blob = json.dumps(canonical(values), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _matches(rule: dict[str, Any], values: dict[str, Any]) -> bool:
+    return all(values.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items())
+
+
+def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
+    """All trials of the spec, in a stable order; a bad value is a one-line InputError naming it."""
+    axes = sorted(spec.grid)
+    for axis in axes:  # check each value alone first, so the error can name it
+        for i, value in enumerate(spec.grid[axis]):
+            try:
+                TrialConfig.from_dict({**spec.fixed, axis: value})
+            except InputError as err:
+                raise InputError(f"{where}: grid.{axis}[{i}] = {value!r}: {err}") from None
+    trials, seen = [], set()
+    for combo in itertools.product(*(spec.grid[a] for a in axes)):
+        values = canonical({**spec.fixed, **dict(zip(axes, combo, strict=True))})
+        if any(_matches(rule, values) for rule in spec.exclude):
+            continue
+        try:
+            config = TrialConfig.from_dict(values).resolved()
+        except InputError as err:
+            assignment = ", ".join(f"{a}={v!r}" for a, v in zip(axes, combo, strict=True))
+            raise InputError(f"{where}: trial ({assignment}): {err}") from None
+        tid = trial_id(values)
+        if tid not in seen:
+            seen.add(tid)
+            trials.append(Trial(tid, values, config))
+    if not trials:
+        raise InputError(f"{where}: the exclude rules drop every trial of the grid")
+    return trials
+
+
+def validate_inputs(trials: list[Trial], where: str = "spec") -> None:
+    """Check every distinct source / data set / device the trials use, before anything is submitted."""
+    keys = ("method", "source", "num_images", "seed", "probe_data", "train_data", "device", "img_size")
+    checked: set[tuple[Any, ...]] = set()
+    for trial in trials:
+        key = tuple(getattr(trial.config, k) for k in keys)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_inputs(trial.config)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None

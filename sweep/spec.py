@@ -1,0 +1,133 @@
+"""The sweep spec: one YAML file that describes a grid of trials and where they run.
+
+    name: single-image                # the sweep's name: storage folder, MLflow experiment
+    grid:                             # axis -> values; the trials are the cartesian product
+      method: [rotnet, deepcluster, bigan]
+      num_images: [1, 10]
+      seed: [0, 1, 2]
+    fixed: {img_size: 64, epochs: 10} # every other trial-config field, the same for all trials
+    exclude:                          # drop the combinations that match every key of a rule
+      - {method: bigan, num_images: [10]}
+    resources: {cpu: 1, gpu: 0.25}   # per trial; fractions pack trials onto one GPU
+    storage: s3://bucket/sweeps       # default: ./monosweep-results
+    max_concurrent_trials: 8
+    retries: 2                        # per trial, from its last checkpoint
+
+Validated with pydantic; every problem is reported as one line naming the file, the field and what
+is wrong. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from methods.config import TrialConfig
+from methods.errors import InputError
+
+__all__ = ["DEFAULT_STORAGE", "Resources", "SweepSpec", "load_spec"]
+
+DEFAULT_STORAGE = "monosweep-results"
+_FIELDS = [f.name for f in fields(TrialConfig)]
+
+
+def _check_fields(names: list[str]) -> None:
+    unknown = [n for n in names if n not in _FIELDS]
+    if unknown:
+        raise ValueError(f"unknown trial-config field {unknown[0]!r} (see `monosweep trial --help`)")
+
+
+class Resources(BaseModel):
+    """What one trial reserves on a Ray node; Ray's resources are logical (they do not cap usage)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu: float = Field(1.0, ge=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    grid: dict[str, list[Any]]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    storage: str | None = None
+    tracking_uri: str | None = None
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    retries: int = Field(2, ge=0)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not grid:
+            raise ValueError("needs at least one axis, e.g. `seed: [0]`")
+        _check_fields(list(grid))
+        for axis, values in grid.items():
+            if not values:
+                raise ValueError(f"axis {axis!r} is empty: give at least one value")
+            if len({repr(v) for v in values}) != len(values):
+                raise ValueError(f"axis {axis!r} repeats a value")
+        return grid
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed(cls, fixed: dict[str, Any]) -> dict[str, Any]:
+        _check_fields(list(fixed))
+        return fixed
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        both = sorted(set(self.grid) & set(self.fixed))
+        if both:
+            raise ValueError(f"{both[0]!r} is both a grid axis and a fixed value")
+        for rule in self.exclude:
+            if not rule:
+                raise ValueError("an exclude rule is empty (it would drop every trial)")
+            unknown = sorted(set(rule) - set(self.grid) - set(self.fixed))
+            if unknown:
+                raise ValueError(f"exclude rule {rule} names {unknown[0]!r}, which is not a grid axis or fixed value")
+        return self
+
+    def storage_uri(self, override: str | None = None) -> str:
+        """Where this sweep keeps its ledger and checkpoints: ``<storage>/<name>``."""
+        base = override or self.storage or DEFAULT_STORAGE
+        return f"{base.rstrip('/')}/{self.name}"
+
+
+def _format(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "spec"
+    if first["type"] == "extra_forbidden":
+        parent = SweepSpec if len(first["loc"]) == 1 else Resources
+        known = ", ".join(parent.model_fields)
+        return f"{where}: {loc}: unknown key (known: {known})"
+    if first["type"] == "missing":
+        return f"{where}: {loc}: required key is missing"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {loc}: {message}"
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a spec file; every failure is an InputError of one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InputError(f"{path}: {line}malformed YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping with at least `name` and `grid`")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise InputError(_format(err, str(path))) from None

@@ -1,0 +1,36 @@
+"""A test-only method that trains nothing but goes through every step of the trial protocol.
+
+Loaded through $MONOSWEEP_PLUGINS, so Ray workers register it too. Its "training" sleeps
+``MONOSWEEP_NOOP_SLEEP`` seconds per step (0 by default), which lets tests catch a sweep mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+
+from methods import Method, register
+
+
+@register
+class NoOp(Method):
+    """No-op: one cheap step per batch, for platform tests and overhead benchmarks."""
+
+    name = "noop"
+    defaults: ClassVar[dict[str, Any]] = {"epochs": 1, "batch_size": 1, "lr": 0.0, "momentum": 0.0,
+                                          "weight_decay": 0.0}
+
+    def steps_per_epoch(self) -> int:
+        return 1
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        return [None]
+
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        import time
+
+        time.sleep(float(os.environ.get("MONOSWEEP_NOOP_SLEEP", "0")))
+        return {"loss": torch.tensor(0.0)}

@@ -1,0 +1,108 @@
+"""Spec loading, grid expansion and trial identity: no Ray needed."""
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from sweep.cli import main
+from sweep.grid import expand, trial_id
+from sweep.spec import load_spec
+
+BASE = """
+name: ids
+grid:
+  method: [rotnet, random]
+  seed: [0, 1]
+fixed:
+  img_size: 64
+  lr: 0.01
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_quickstart_spec_expands() -> None:
+    spec = load_spec(REPO / "examples" / "quickstart.yaml")
+    trials = expand(spec)
+    assert len(trials) == 4 and len({t.id for t in trials}) == 4
+    assert {t.config.method for t in trials} == {"rotnet", "random"}
+    assert all(t.config.epochs is not None for t in trials)  # resolved with the method defaults
+
+
+def test_reordering_keys_or_values_keeps_ids_and_changing_a_value_does_not(tmp_path: Path) -> None:
+    ids = {t.id for t in expand(load_spec(_write(tmp_path, BASE)))}
+    reordered = """
+fixed:
+  lr: 0.01
+  img_size: 64
+grid:
+  seed: [1, 0]
+  method: [random, rotnet]
+name: ids
+"""
+    assert {t.id for t in expand(load_spec(_write(tmp_path, reordered, "b.yaml")))} == ids
+    moved = BASE.replace("  seed: [0, 1]\n", "  seed: [0, 1]\n  img_size: [64]\n").replace("  img_size: 64\n", "")
+    assert {t.id for t in expand(load_spec(_write(tmp_path, moved, "c.yaml")))} == ids  # fixed -> axis
+    changed = BASE.replace("lr: 0.01", "lr: 0.02")
+    assert not ids & {t.id for t in expand(load_spec(_write(tmp_path, changed, "d.yaml")))}
+    assert trial_id({"lr": 1}) == trial_id({"lr": 1.0})  # an int written for a float is the same value
+
+
+def test_exclude_rules_drop_matching_trials(tmp_path: Path) -> None:
+    text = BASE + "exclude:\n  - {method: random, seed: [1]}\n"
+    trials = expand(load_spec(_write(tmp_path, text)))
+    assert sorted((t.values["method"], t.values["seed"]) for t in trials) == [
+        ("random", 0), ("rotnet", 0), ("rotnet", 1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\ngrid: {seed: [0, 1]\n", "malformed YAML"),
+        (BASE + "resourcez: {cpu: 1}\n", "resourcez: unknown key"),
+        (BASE.replace("rotnet, random", "rotnet, simclr"), "grid.method[1] = 'simclr': unknown method 'simclr'"),
+        (BASE + "  augment: blurry\n", "unknown augmentation 'blurry'"),
+        (BASE + "  source: /no/such/photo.jpg\n", "source not found: /no/such/photo.jpg"),
+        (BASE.replace("seed: [0, 1]", "seed: []"), "grid: Value error, axis 'seed' is empty"),
+        (BASE.replace("seed: [0, 1]", "colour: [red]"), "unknown trial-config field 'colour'"),
+        (BASE + "exclude:\n  - {flavour: x}\n", "not a grid axis or fixed value"),
+        ("grid: {seed: [0]}\n", "name: required key is missing"),
+        (BASE + "resources: {gpus: 1}\n", "resources.gpus: unknown key"),
+    ],
+)
+def test_bad_specs_fail_with_one_line_naming_file_and_field(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, text)
+    assert main(["validate", str(path), "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"monosweep validate: error: {path}") and message.replace("Value error, ", "") in err[0]
+    assert not (tmp_path / "results" / "ids" / "trials").exists()  # nothing was submitted
+
+
+def test_plan_of_a_2000_trial_grid_answers_in_under_two_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = """
+name: big
+grid:
+  method: [rotnet, deepcluster, bigan, random, supervised]
+  seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+  augment: [full, none, no-crop, no-scale, no-rotate, no-shear, no-hflip, no-jitter]
+  num_images: [1, 2, 3, 4, 5]
+fixed: {img_size: 64, patches_per_epoch: 100000, source: samples}
+"""
+    path = _write(tmp_path, text)
+    start = time.perf_counter()
+    assert main(["plan", str(path), "--storage", str(tmp_path / "results")]) == 0
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert "2000 trials - 0 finished, 0 diverged, 2000 to run" in out
+    assert elapsed < 2.0, elapsed
