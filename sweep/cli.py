@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,23 +108,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from methods.errors import InputError
-    from sweep.spec import load_spec
+    from sweep.submit import submit_sweep
 
-    load_spec(args.spec)  # fail here, not on the cluster
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        client = JobSubmissionClient(args.address)
-    except Exception as err:  # the client raises ConnectionError, ValueError or RuntimeError
-        raise InputError(f"cannot reach the Ray job server at {args.address}: {str(err).splitlines()[0]} "
-                         "(start the head with `ray start --head --dashboard-host 0.0.0.0`)") from None
-    with tempfile.TemporaryDirectory(prefix="monosweep-submit-") as tmp:
-        (Path(tmp) / args.spec.name).write_text(args.spec.read_text())
-        entry = f"monosweep run {args.spec.name} --address auto"
-        if args.storage:
-            entry += f" --storage {args.storage}"
-        job = client.submit_job(entrypoint=entry, runtime_env={"working_dir": tmp})
+    job = submit_sweep(args.spec, args.address, args.storage)
     print(f"submitted {job}: follow it with `ray job logs -f {job} --address {args.address}`")
     return 0
 
