@@ -69,7 +69,8 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running")
     run.add_argument("--config", type=Path, help="YAML or JSON file of trial config values (flags override)")
     run.add_argument("--checkpoint-dir", type=Path,
-                     help="keep the latest checkpoint here and resume from it when present")
+                     help="keep the latest checkpoint here and resume from it when present; "
+                     "the final trunk weights land there too (trunk.pt)")
     run.add_argument("--output", type=Path, help="write the result (config, history, probe table) as JSON")
     run.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     run.add_argument("--list-augment", action="store_true", help="list augmentation steps and presets and exit")
@@ -99,16 +100,16 @@ def _config_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def _save_checkpoint(directory: Path, checkpoint: str | None) -> None:
-    """Copy a reported checkpoint into ``directory`` atomically (write aside, then rename)."""
-    from methods.trial import CHECKPOINT_FILE
-
-    if checkpoint is None:
+def _save_checkpoint(directory: Path, reported: str | None) -> None:
+    """Copy the files of a reported directory (``checkpoint.pt`` each epoch, ``trunk.pt`` at the end)
+    into ``directory``, each atomically (write aside, then rename)."""
+    if reported is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (CHECKPOINT_FILE + ".tmp")
-    shutil.copyfile(Path(checkpoint) / CHECKPOINT_FILE, tmp)
-    os.replace(tmp, directory / CHECKPOINT_FILE)
+    for source in Path(reported).iterdir():
+        tmp = directory / (source.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, directory / source.name)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -2,9 +2,10 @@
 
 build the data -> train the method epoch by epoch -> probe conv1..conv5 -> result.
 
-``report(metrics, checkpoint_dir)`` is called after every epoch with that epoch's metrics and a
-directory holding ``checkpoint.pt``, and once at the end with the per-layer results. The directory is
-only valid during the call (copy it if you keep it; Ray Tune's ``tune.report`` does). A trial started
+``report(metrics, directory)`` is called after every epoch with that epoch's metrics and a directory
+holding ``checkpoint.pt`` (everything needed to resume), and once at the end with the per-layer
+results and a directory holding ``trunk.pt`` (the trunk's weights as probed). A directory is only
+valid during the call (copy what you keep; Ray Tune's ``tune.report`` does). A trial started
 with ``resume_from`` = a directory it reported continues after that epoch with identical state: data
 are a pure function of (seed, epoch, index) and the torch RNG is re-seeded every epoch.
 """
@@ -30,11 +31,12 @@ from methods.context import TrialContext, check_inputs, pick_device
 from methods.errors import InputError
 from methods.probe import ProbeSettings, run_probe
 
-__all__ = ["CHECKPOINT_FILE", "Report", "TrialResult", "run_trial"]
+__all__ = ["CHECKPOINT_FILE", "TRUNK_FILE", "Report", "TrialResult", "run_trial"]
 
 log = logging.getLogger("monosweep.trial")
 
 CHECKPOINT_FILE = "checkpoint.pt"
+TRUNK_FILE = "trunk.pt"
 Report = Callable[[Mapping[str, Any], "str | None"], None]
 
 
@@ -78,7 +80,8 @@ def _load(blob: bytes | Path) -> dict[str, Any]:
     return torch.load(source, map_location="cpu", weights_only=False)
 
 
-def _report_with(report: Report | None, metrics: Mapping[str, Any], blob: bytes | None) -> None:
+def _report_with(report: Report | None, metrics: Mapping[str, Any], blob: bytes | None,
+                 filename: str = CHECKPOINT_FILE) -> None:
     if report is None:
         return
     if blob is None:
@@ -86,7 +89,7 @@ def _report_with(report: Report | None, metrics: Mapping[str, Any], blob: bytes 
         return
     tmp = tempfile.mkdtemp(prefix="monosweep-ckpt-")
     try:
-        (Path(tmp) / CHECKPOINT_FILE).write_bytes(blob)
+        (Path(tmp) / filename).write_bytes(blob)
         report(metrics, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -155,6 +158,6 @@ def run_trial(config: TrialConfig, report: Report | None = None,
     )
     final = {"final": 1.0, "diverged": float(status == "diverged"), "epoch": float(len(history)),
              **result.metrics()}
-    _report_with(report, final, None)
+    _report_with(report, final, _serialise(trunk.state_dict()), TRUNK_FILE)
     return result
 

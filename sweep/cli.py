@@ -26,6 +26,8 @@ examples:
   monosweep plan examples/quickstart.yaml         # how many trials, how many finished, by axis
   monosweep run examples/quickstart.yaml          # run on this machine (local Ray, CPU if no GPU)
   monosweep status examples/quickstart.yaml       # one line per trial: state, epoch, probe top-1
+  monosweep report examples/quickstart.yaml       # table + plots: probe top-1 per layer, mean +- std
+  monosweep sync examples/quickstart.yaml         # back-fill MLflow from the ledger
   monosweep run spec.yaml --address 10.0.0.1:6379 --storage s3://bucket/sweeps   # on a cluster
   monosweep submit spec.yaml --address http://10.0.0.1:8265                      # as a Ray Job
   monosweep trial --help                          # one trial, no Ray
@@ -38,6 +40,11 @@ credentials from the environment or ~/.aws); they are never written to results o
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", type=Path, help="the sweep's YAML file")
     parser.add_argument("--storage", help="override the spec's storage (local folder or s3://bucket/prefix)")
+
+
+def _tracking_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI, e.g. http://mlflow:5000 (default: the spec's "
+                        "tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite beside the results)")
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -80,13 +87,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweep.runner import run_sweep
 
     spec = _load(args)
-    summary = run_sweep(spec, str(args.spec), address=args.address, storage=args.storage)
+    summary = run_sweep(spec, str(args.spec), address=args.address, storage=args.storage,
+                        tracking=args.tracking_uri, spec_text=args.spec.read_text())
     states = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     print(f"sweep {spec.name!r}: {summary.total} trials ({states}); ran {summary.ran}, skipped {summary.skipped} "
           f"already done; results in {summary.storage}")
     if not summary.ok:
         print(f"some trials did not finish: see `monosweep status {args.spec}`", file=sys.stderr)
     return 0 if summary.ok else 1
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from sweep.runner import sync_sweep
+
+    spec = _load(args)
+    changed, tracker = sync_sweep(spec, str(args.spec), args.storage, args.tracking_uri,
+                                  spec_text=args.spec.read_text())
+    print(f"sweep {spec.name!r}: mirrored {changed} trial run(s) to MLflow at {tracker.uri}; {tracker.ui_hint()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sweep.report import write_report
+    from sweep.runner import plan_sweep
+    from sweep.tracking import Tracker, tracking_uri
+
+    spec = _load(args)
+    plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
+    out = args.out or (Path(plan.storage.root) / "report" if not plan.storage.is_s3 else Path(f"{spec.name}-report"))
+    files = write_report(spec, plan.trials, plan.records, out)
+    print(files[1].read_text())
+    tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, args.tracking_uri),
+                      lambda message: print(message, file=sys.stderr))
+    if tracker.open(running=False):
+        tracker.log_parent_artifacts(out)
+    print(f"wrote {', '.join(f.name for f in files)} to {out}"
+          + ("" if tracker.down else f" (also on the sweep's MLflow run; {tracker.ui_hint()})"))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -138,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(run)
     run.add_argument("--address", help="Ray cluster to join (HOST:PORT of its GCS, or 'auto'); default: start "
                      "Ray on this machine")
+    _tracking_argument(run)
+    sync = command("sync", "mirror the ledger to MLflow (back-fill after the tracking server was down)", cmd_sync)
+    _spec_arguments(sync)
+    _tracking_argument(sync)
+    report = command("report", "per-layer probe table (CSV, Markdown) and plots, mean +- std over seeds",
+                     cmd_report)
+    _spec_arguments(report)
+    report.add_argument("--out", type=Path, help="folder for the report (default: <storage>/<name>/report)")
+    _tracking_argument(report)
     _spec_arguments(command("status", "one line per trial: state, epoch, probe top-1 per layer", cmd_status))
     submit = command("submit", "send `monosweep run SPEC` to a Ray cluster as a Ray Job", cmd_submit)
     _spec_arguments(submit)

@@ -37,6 +37,7 @@ class TrialRecord:
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config actually run
     epoch: int = 0  # last epoch with a checkpoint
     checkpoint: str | None = None  # storage path of that checkpoint
+    trunk: str | None = None  # storage path of the final trunk weights (as probed)
     resumed_from: list[int] = field(default_factory=list)  # epochs this trial restarted after
     attempts: int = 0
     node: str = ""
@@ -61,8 +62,8 @@ class Ledger:
         return f"trials/{trial_id}.json"
 
     @staticmethod
-    def checkpoint_path(trial_id: str) -> str:
-        return f"checkpoints/{trial_id}/checkpoint.pt"
+    def checkpoint_path(trial_id: str, filename: str = "checkpoint.pt") -> str:
+        return f"checkpoints/{trial_id}/{filename}"
 
     def read(self, trial_id: str) -> TrialRecord | None:
         text = self.storage.read_text(self._record(trial_id))
@@ -82,7 +83,8 @@ class Ledger:
         self.storage.write_text(self._record(record.id), record.to_json())
 
     def save_checkpoint(self, trial_id: str, local: Path) -> str:
-        rel = self.checkpoint_path(trial_id)
+        """Store a file a trial reported (``checkpoint.pt``, ``trunk.pt``) beside its record."""
+        rel = self.checkpoint_path(trial_id, local.name)
         self.storage.upload(local, rel)
         return rel
 

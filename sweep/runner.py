@@ -13,7 +13,8 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from sweep.grid import Trial, expand, validate_inputs
 from sweep.ledger import DONE, Lease, Ledger, TrialRecord
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
+from sweep.tracking import Tracker, tracking_uri
 
-__all__ = ["RunSummary", "connect", "plan_sweep", "run_sweep"]
+__all__ = ["RunSummary", "connect", "plan_sweep", "run_sweep", "sync_sweep"]
 
 Log = Callable[[str], None]
 
@@ -70,7 +72,7 @@ def _trainable(tune_config: dict[str, Any]) -> None:
     from ray import tune
 
     from methods import TrialConfig, run_trial
-    from methods.trial import CHECKPOINT_FILE
+    from methods.trial import CHECKPOINT_FILE, TRUNK_FILE
 
     params = tune_config["trial"]
     ledger = Ledger(Storage(params["storage"]))
@@ -98,7 +100,9 @@ def _trainable(tune_config: dict[str, Any]) -> None:
 
         def report(metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None:
             checkpoint = None
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and "final" in metrics:
+                record.trunk = ledger.save_checkpoint(trial_id, Path(checkpoint_dir) / TRUNK_FILE)
+            elif checkpoint_dir is not None:
                 record.checkpoint = ledger.save_checkpoint(trial_id, Path(checkpoint_dir) / CHECKPOINT_FILE)
                 record.epoch = int(metrics["epoch"])
                 ledger.write(record)
@@ -137,7 +141,9 @@ def connect(address: str | None) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}
-    if ours:
+    # Inside a Ray Job (`monosweep submit`) the job's runtime_env already carries them to every worker,
+    # and Ray refuses a driver runtime_env that repeats the job's variables.
+    if ours and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
         kwargs["runtime_env"] = {"env_vars": ours}
     if address:
         ray.init(address=address, **kwargs)
@@ -203,30 +209,89 @@ class RunSummary:
 
 
 def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: str | None = None,
-              log: Log = _stderr) -> RunSummary:
-    """Run every trial of ``spec`` that is not finished yet; see the module docstring."""
+              tracking: str | None = None, log: Log = _stderr, spec_text: str | None = None) -> RunSummary:
+    """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
+    module docstring. ``tracking`` overrides the spec's tracking URI."""
     plan = plan_sweep(spec, where, storage)
     todo = plan.todo
     log(f"[monosweep] sweep {spec.name!r}: {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already "
         f"done, {len(todo)} to run; storage {plan.storage.uri}")
-    if todo:
-        lease = Lease(plan.storage, spec.name)
-        if lease.acquire():
-            log("[monosweep] took over the lease of a driver that is gone")
-        try:
+    with _leased(plan.storage, spec.name, log):
+        tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
+        if tracker.open(spec_text):
+            tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
+        if todo:
             connect(address)
-            _run_wave(spec, plan.storage, todo, log)
-        finally:
-            lease.release()
-    records = Ledger(plan.storage).read_all()
-    counts: dict[str, int] = {}
-    for trial in plan.trials:
-        state = records[trial.id].status if trial.id in records else "pending"
-        counts[state] = counts.get(state, 0) + 1
+            _run_wave(spec, plan.storage, todo, log, tracker)
+        records = Ledger(plan.storage).read_all()
+        counts = _counts(plan.trials, records)
+        tracker.sync(plan.trials, records)
+        tracker.close(counts)
+    if not tracker.down:
+        log(f"[monosweep] {tracker.ui_hint()}")
     return RunSummary(len(plan.trials), len(plan.trials) - len(todo), len(todo), counts, plan.storage.uri)
 
 
-def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log) -> None:
+def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking: str | None = None,
+               log: Log = _stderr, spec_text: str | None = None) -> tuple[int, Tracker]:
+    """Back-fill MLflow from the ledger without running anything; returns (runs changed, tracker)."""
+    plan = plan_sweep(spec, where, storage, check_inputs=False)
+    with _leased(plan.storage, spec.name, log):
+        tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
+        changed = tracker.sync(plan.trials, plan.records) if tracker.open(spec_text) else 0
+        tracker.close(_counts(plan.trials, plan.records))
+    if tracker.down:
+        raise InputError(f"MLflow at {tracker.uri} is unreachable; nothing was mirrored (the ledger is intact)")
+    return changed, tracker
+
+
+@contextmanager
+def _leased(storage: Storage, sweep: str, log: Log) -> Iterator[None]:
+    """Hold the sweep's lease: one driver at a time runs trials and writes MLflow runs."""
+    lease = Lease(storage, sweep)
+    if lease.acquire():
+        log("[monosweep] took over the lease of a driver that is gone")
+    try:
+        yield
+    finally:
+        lease.release()
+
+
+def _counts(trials: list[Trial], records: Mapping[str, TrialRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in trials:
+        state = records[trial.id].status if trial.id in records else "pending"
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def _tracking_callback(tracker: Tracker, todo: list[Trial], ledger: Ledger) -> Any:
+    from ray import tune
+
+    by_id = {t.id: t for t in todo}
+
+    class Tracking(tune.Callback):
+        """Live epoch metrics to MLflow; at a trial's end, its ledger record (the source of truth)."""
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            tracker.log_epoch(by_id[trial.config["trial"]["id"]], result)
+
+        def _ended(self, trial: Any) -> None:
+            tid = trial.config["trial"]["id"]
+            record = ledger.read(tid)
+            if record is not None:
+                tracker.sync([by_id[tid]], {tid: record})
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._ended(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._ended(trial)
+
+    return Tracking()
+
+
+def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker) -> None:
     from ray import tune
 
     wave = time.strftime("wave-%Y%m%d-%H%M%S")
@@ -242,7 +307,8 @@ def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log) ->
             name=wave, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[_progress_callback(len(todo), log)],
+            verbose=0, callbacks=[_progress_callback(len(todo), log),
+                                  _tracking_callback(tracker, todo, Ledger(storage))],
         ),
     )
     tuner.fit()

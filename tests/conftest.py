@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,15 @@ CIFAR_TAR_CANDIDATES = (
 )
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 server as a separate process on 127.0.0.1, with buckets 'sweeps' and 'mlflow'."""
+    from sweeps import moto_s3
+
+    with moto_s3("sweeps", "mlflow") as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,18 @@ from conftest import failing, tiny
 from methods import METHODS, InputError, TrialConfig, get_method, list_methods, run_trial
 from methods.alexnet import TAPS
 from methods.rotnet import RotNet, rotations
-from methods.trial import CHECKPOINT_FILE
+from methods.trial import CHECKPOINT_FILE, TRUNK_FILE
 
 
 @pytest.mark.parametrize("name", list_methods())
 def test_every_method_runs_a_full_tiny_trial(name: str) -> None:
-    reports: list[tuple[dict[str, Any], bool]] = []
+    reports: list[tuple[dict[str, Any], list[str]]] = []
+    states: list[dict[str, Any]] = []
 
-    def report(metrics: Any, checkpoint: str | None) -> None:
-        reports.append((dict(metrics), checkpoint is not None and (Path(checkpoint) / CHECKPOINT_FILE).is_file()))
+    def report(metrics: Any, directory: str | None) -> None:
+        files = sorted(p.name for p in Path(directory).iterdir()) if directory else []
+        reports.append((dict(metrics), files))
+        states.extend(torch.load(Path(directory) / f, weights_only=False) for f in files)
 
     result = run_trial(tiny(method=name), report=report)
     assert result.status == "finished"
@@ -28,7 +31,10 @@ def test_every_method_runs_a_full_tiny_trial(name: str) -> None:
         assert 0.0 <= vals["top1"] <= vals["top5"] <= 100.0
     epochs = 0 if not METHODS[name].trains else 2
     assert result.epochs_done == epochs == len(result.history)
-    assert [has_ckpt for _, has_ckpt in reports] == [True] * epochs + [False]
+    assert [files for _, files in reports] == [[CHECKPOINT_FILE]] * epochs + [[TRUNK_FILE]]
+    if epochs:  # the final trunk is the one the last checkpoint holds (probing changed nothing)
+        last, trunk = states[-2]["method"]["trunk"], states[-1]
+        assert trunk.keys() == last.keys() and all(torch.equal(trunk[k], last[k]) for k in trunk)
     final = reports[-1][0]
     assert final["final"] == 1.0 and set(result.metrics()) <= set(final)
     for h in result.history:
@@ -64,7 +70,7 @@ def test_a_non_finite_loss_ends_the_trial_as_diverged_with_the_last_good_state(
     states: list[dict[str, Any]] = []
 
     def report(metrics: Any, checkpoint: str | None) -> None:
-        if checkpoint:
+        if checkpoint and "final" not in metrics:
             states.append(torch.load(Path(checkpoint) / CHECKPOINT_FILE, weights_only=False))
 
     result = run_trial(tiny(method="exploding", epochs=3), report=report)

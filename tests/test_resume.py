@@ -44,7 +44,7 @@ def _run(tmp: Path, method: str, kill_after: int | None = None,
     keep = tmp / "ckpt"
 
     def report(metrics: Any, checkpoint: str | None) -> None:
-        if checkpoint is None:
+        if checkpoint is None or "final" in metrics:  # the final report carries trunk.pt, not a checkpoint
             return
         epochs_seen.append(metrics["epoch"])
         keep.mkdir(parents=True, exist_ok=True)

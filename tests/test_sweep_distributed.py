@@ -1,16 +1,11 @@
 """The same sweeps on a real 2-node Ray cluster and on a real S3-compatible server (moto), both on 127.0.0.1."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from sweeps import cli, free_port, noop_spec, sweep_env, wait_for_port
+from sweeps import cli, free_port, noop_spec, s3_client, sweep_env
 
 
 @pytest.fixture
@@ -39,25 +34,6 @@ def test_trials_land_on_both_nodes_of_a_two_node_cluster(two_nodes: str, tmp_pat
     assert len({r["node"] for r in records}) == 2
 
 
-@pytest.fixture
-def s3_server() -> Iterator[dict[str, str]]:
-    """moto's S3 server as a separate process on 127.0.0.1, with a bucket 'sweeps'."""
-    port = free_port()
-    moto = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
-    try:
-        wait_for_port(port)
-        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="sweeps")
-        yield env
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def test_a_sweep_with_s3_storage_keeps_its_ledger_and_checkpoints_in_the_bucket(
     s3_server: dict[str, str], tmp_path: Path
 ) -> None:
@@ -65,8 +41,7 @@ def test_a_sweep_with_s3_storage_keeps_its_ledger_and_checkpoints_in_the_bucket(
     env = sweep_env(**s3_server)
     done = cli("run", str(spec), env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    s3 = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = s3_client(s3_server)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="sweeps", Prefix="team/ons3/")["Contents"]]
     trials = [k for k in keys if k.startswith("team/ons3/trials/")]
     assert len(trials) == 2 and any(k.startswith("team/ons3/checkpoints/") for k in keys)

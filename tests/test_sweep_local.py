@@ -30,14 +30,14 @@ def test_run_rerun_and_extend_run_each_trial_once(tmp_path: Path) -> None:
     assert "[monosweep] 2/2 done" in first.stderr  # progress on stderr
 
     again = cli("run", str(spec))
-    assert again.returncode == 0 and "ran 0, skipped 2" in again.stdout
+    assert again.returncode == 0 and "ran 0, skipped 2" in again.stdout, again.stderr[-3000:]
     assert _records(root) == before  # byte-identical: nothing was rerun
 
     noop_spec(spec, "extend", [0, 1, 2], tmp_path / "results")
     plan = cli("plan", str(spec))
     assert "3 trials - 2 finished, 0 diverged, 1 to run" in plan.stdout
     extended = cli("run", str(spec))
-    assert extended.returncode == 0 and "ran 1, skipped 2" in extended.stdout
+    assert extended.returncode == 0 and "ran 1, skipped 2" in extended.stdout, extended.stderr[-3000:]
     after = _records(root)
     assert len(after) == 3 and {k: after[k] for k in before} == before
     status = cli("status", str(spec))

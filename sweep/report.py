@@ -1,0 +1,163 @@
+"""``monosweep report``: the paper's picture from the ledger — probe top-1 per conv layer, mean ± std over
+seeds, for every group of the grid — as CSV, Markdown and PNG plots.
+
+A group is one combination of the grid's axes other than ``seed``; its trials are the seeds. Read
+from the ledger (the source of truth), so a report never disagrees with ``monosweep status``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweep.grid import Trial
+from sweep.ledger import DONE, TrialRecord
+from sweep.spec import SweepSpec
+from sweep.tracking import PROBE_LAYERS
+
+__all__ = ["REFERENCE", "Group", "group_results", "write_report"]
+
+# Linear probes on ImageNet (top-1 %), AlexNet, Zhang, Isola & Efros 2017 (Split-Brain), Table 2 — the
+# protocol the paper follows; see ../shared/paper.md §4.1. Drawn dashed for orientation.
+REFERENCE = {
+    "supervised (ImageNet labels)": (19.3, 36.3, 44.2, 48.3, 50.5),
+    "random (Gaussian init)": (11.6, 17.1, 16.9, 16.3, 14.1),
+}
+REFERENCE_SOURCE = "ImageNet linear probes, Zhang et al. 2017 Table 2"
+
+
+@dataclass
+class Group:
+    key: tuple[tuple[str, Any], ...]  # (axis, value) pairs that define the group
+    seeds: list[Any]
+    diverged: int
+    top1: dict[str, list[float]]  # layer -> one value per seed
+
+    def label(self) -> str:
+        return " ".join(f"{v}" if a == "method" else f"{a}={v}" for a, v in self.key) or "all"
+
+    def mean(self, layer: str) -> float:
+        return statistics.fmean(self.top1[layer]) if self.top1.get(layer) else math.nan
+
+    def std(self, layer: str) -> float:
+        values = self.top1.get(layer, [])
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group_axes(spec: SweepSpec) -> list[str]:
+    """The axes that tell groups apart: ``method`` first, then every other axis with several values."""
+    varying = [a for a in sorted(spec.grid) if a not in ("seed", "method") and len(spec.grid[a]) > 1]
+    return ["method", *varying]
+
+
+def group_results(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord]) -> list[Group]:
+    """Groups of finished (or diverged) trials with probe results, in the grid's order."""
+    axes = group_axes(spec)
+    groups: dict[tuple[tuple[str, Any], ...], Group] = {}
+    for trial in trials:
+        record = records.get(trial.id)
+        probe = (record.result or {}).get("probe", {}) if record is not None and record.status in DONE else {}
+        if not probe:
+            continue
+        config = trial.config.to_dict()
+        key = tuple((a, config[a]) for a in axes)
+        group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}))
+        group.seeds.append(config["seed"])
+        group.diverged += record.status == "diverged"  # type: ignore[union-attr]
+        for layer in PROBE_LAYERS:
+            if layer in probe:
+                group.top1[layer].append(float(probe[layer]["top1"]))
+    return list(groups.values())
+
+
+def _csv(groups: Sequence[Group], axes: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*axes, "seeds", "diverged", *(f"{layer}_{s}" for layer in PROBE_LAYERS for s in ("mean", "std"))])
+    for g in groups:
+        writer.writerow([v for _, v in g.key] + [len(g.seeds), g.diverged]
+                        + [f"{x:.4f}" for layer in PROBE_LAYERS for x in (g.mean(layer), g.std(layer))])
+    return out.getvalue()
+
+
+def _markdown(groups: Sequence[Group], axes: Sequence[str], title: str) -> str:
+    header = [*axes, "seeds", *PROBE_LAYERS]
+    lines = [f"# {title}", "", "Linear-probe top-1 (%) per conv layer, mean ± std over seeds.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        cells = [str(v) for _, v in g.key] + [str(len(g.seeds)) + (f" ({g.diverged} diverged)" if g.diverged else "")]
+        cells += [f"{g.mean(layer):.1f} ± {g.std(layer):.1f}" for layer in PROBE_LAYERS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = list(range(1, len(PROBE_LAYERS) + 1))
+    same_scale = "imagenet" in probe_data.lower()  # the references are ImageNet numbers
+    fig, axes = plt.subplots(1, 1 if same_scale else 2, figsize=(7.5 if same_scale else 12, 4.8), squeeze=False)
+    ours, ref = axes[0][0], axes[0][-1]
+    for g in groups:
+        ours.errorbar(x, [g.mean(layer) for layer in PROBE_LAYERS], yerr=[g.std(layer) for layer in PROBE_LAYERS],
+                      marker="o", capsize=3, label=f"{g.label()} (n={len(g.seeds)})")
+    for (name, values), colour in zip(REFERENCE.items(), ("black", "grey"), strict=True):
+        ref.plot(x, values, linestyle="--", color=colour, marker=".", label=f"{name}")
+    ours.set_title(f"{title}: probe on {probe_data}")
+    if not same_scale:
+        ref.set_title(f"reference: {REFERENCE_SOURCE}", fontsize=9)
+    for ax in (ours, ref):
+        ax.set_xticks(x, list(PROBE_LAYERS))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("linear probe top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord], out: Path) -> list[Path]:
+    """Write report.csv, report.md and the plots into ``out``; returns the files written."""
+    groups = group_results(spec, trials, records)
+    if not groups:
+        from methods.errors import InputError
+
+        raise InputError(f"sweep {spec.name!r} has no finished trial with probe results yet: nothing to report")
+    out.mkdir(parents=True, exist_ok=True)
+    axes = group_axes(spec)
+    probe_data = ", ".join(sorted({str(t.config.probe_data) for t in trials}))
+    files = [out / "report.csv", out / "report.md", out / "layers.png"]
+    files[0].write_text(_csv(groups, axes))
+    files[1].write_text(_markdown(groups, axes, f"Sweep {spec.name}"))
+    _plot(groups, files[2], spec.name, probe_data)
+    for axis in axes[1:]:  # one plot per other varying axis: its values side by side, per method
+        for method in sorted({dict(g.key)["method"] for g in groups}):
+            marginal = _marginal([g for g in groups if dict(g.key)["method"] == method], axis)
+            if len(marginal) > 1:
+                path = out / f"layers_{method}_by_{axis}.png"
+                _plot(marginal, path, f"{spec.name} {method} by {axis}", probe_data)
+                files.append(path)
+    return files
+
+
+def _marginal(groups: Sequence[Group], axis: str) -> list[Group]:
+    """Pool the groups by one axis' value (all other axes and seeds together)."""
+    pooled: dict[Any, Group] = {}
+    for g in groups:
+        value = dict(g.key)[axis]
+        target = pooled.setdefault(value, Group(((axis, value),), [], 0, {layer: [] for layer in PROBE_LAYERS}))
+        target.seeds += g.seeds
+        target.diverged += g.diverged
+        for layer in PROBE_LAYERS:
+            target.top1[layer] += g.top1[layer]
+    return list(pooled.values())

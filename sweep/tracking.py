@@ -1,0 +1,281 @@
+"""MLflow tracking: a mirror of the ledger, one parent run per sweep and one nested child run per trial.
+
+Why our own tracker rather than Ray's MLflow callback: that one makes flat runs and forgets which run
+belongs to which trial when a sweep is restored, so a resumed sweep gets duplicate runs. Here every run
+is found again by its ``monosweep.trial_id`` tag, so a trial has exactly one run however often the
+sweep is killed and rerun.
+
+Everything is written from the driver (workers never talk to MLflow), so an embedded sqlite file works
+with a remote cluster too. The ledger stays the source of truth: when MLflow is unreachable the tracker
+warns once and stands aside; the next ``monosweep run`` or ``monosweep sync`` back-fills what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sweep.grid import Trial
+from sweep.ledger import TrialRecord
+from sweep.spec import SweepSpec
+from sweep.storage import Storage
+
+__all__ = ["PROBE_LAYERS", "Tracker", "code_version", "tracking_uri"]
+
+Log = Callable[[str], None]
+PROBE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+TRIAL_TAG, SWEEP_TAG, ROLE_TAG = "monosweep.trial_id", "monosweep.sweep", "monosweep.role"
+SYNCED_TAG = "monosweep.synced"  # the ledger record's `updated` stamp last mirrored
+# Tags that make the MLflow UI's run table readable without opening the params.
+TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
+# A dead server must not stall the sweep: few retries, short timeouts (unless the user set them).
+# Our own summary says where the runs are; MLflow's per-run "View run" lines would bury it.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+
+
+def tracking_uri(spec: SweepSpec, storage: Storage, override: str | None = None) -> str:
+    """The tracking URI: ``--tracking-uri``, else the spec's, else $MLFLOW_TRACKING_URI, else an
+    embedded sqlite file beside the results. sqlite cannot live on S3: with S3 storage the file goes to
+    ~/monosweep-results/<name> on the driver's machine (the home directory, not the working directory,
+    which for a submitted Ray Job is a temporary folder)."""
+    uri = override or spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path(storage.root) if not storage.is_s3 else Path.home() / "monosweep-results" / spec.name
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@cache
+def code_version() -> str:
+    """The package version, plus the git commit (and ``-dirty``) when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("monosweep")
+    except PackageNotFoundError:
+        text = "unknown"
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        text += f"+g{sha}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return text
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class Tracker:
+    """The sweep's MLflow experiment; every method is a no-op once MLflow has failed (see module doc)."""
+
+    def __init__(self, spec: SweepSpec, storage: Storage, uri: str, log: Log) -> None:
+        self.spec, self.storage, self.uri, self.log = spec, storage, uri, log
+        self.embedded = uri.startswith("sqlite:")
+        self.down = False
+        self.client: Any = None
+        self.experiment_id = self.parent_id = ""
+        self.runs: dict[str, Any] = {}  # trial id -> mlflow Run (child)
+        self.synced: dict[str, str] = {}  # trial id -> the record stamp its run mirrors
+        self.varying = sorted(a for a, values in spec.grid.items() if len(values) > 1)
+
+    # ------------------------------------------------------------------ failure policy
+    def _guard(self, what: str, action: Callable[[], Any]) -> Any:
+        if self.down:
+            return None
+        try:
+            return action()
+        except Exception as err:  # MLflow raises MlflowException, requests' errors, sqlite's...
+            self.down = True
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            self.log(f"[monosweep] warning: MLflow at {self.uri} failed while {what} ({first}); tracking is "
+                     "off for this run, results stay in the ledger - `monosweep sync SPEC` back-fills MLflow")
+            return None
+
+    # ------------------------------------------------------------------ the sweep's parent run
+    def open(self, spec_text: str | None = None, running: bool = True) -> bool:
+        """Find or create the experiment and the sweep's parent run (marked running unless told not to)."""
+        return bool(self._guard("opening the experiment", lambda: self._open(spec_text, running)))
+
+    def _open(self, spec_text: str | None, running: bool) -> bool:
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        for name in ("mlflow", "alembic"):  # their INFO lines (table creation, migrations) are not ours to show
+            logging.getLogger(name).setLevel(logging.WARNING)
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        experiment = self.client.get_experiment_by_name(self.spec.name)
+        if experiment is None:
+            location = None
+            if self.embedded:  # next to the database, not in ./mlruns of whatever the cwd is
+                location = (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+            self.experiment_id = self.client.create_experiment(self.spec.name, artifact_location=location,
+                                                               tags={SWEEP_TAG: self.spec.name})
+        else:
+            self.experiment_id = experiment.experiment_id
+        parents = self._search(f"tags.`{ROLE_TAG}` = 'sweep'")
+        if parents:
+            self.parent_id = parents[0].info.run_id
+            if running:
+                self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            self.parent_id = self.client.create_run(
+                self.experiment_id, run_name=self.spec.name,
+                tags={ROLE_TAG: "sweep", SWEEP_TAG: self.spec.name, "monosweep.version": code_version()},
+            ).info.run_id
+        if spec_text is not None:
+            self._artifact_text(self.parent_id, "spec.yaml", spec_text)
+        self.runs = {run.data.tags[TRIAL_TAG]: run for run in self._search(f"tags.`{ROLE_TAG}` = 'trial'")}
+        self.synced = {tid: run.data.tags.get(SYNCED_TAG, "") for tid, run in self.runs.items()}
+        return True
+
+    def close(self, counts: Mapping[str, int]) -> None:
+        """Record the sweep's state counts on the parent run and end it."""
+        if not self.parent_id:
+            return
+
+        def close() -> None:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            metrics = [Metric(f"trials.{state}", float(n), now, 0) for state, n in sorted(counts.items())]
+            self.client.log_batch(self.parent_id, metrics=metrics)
+            self.client.set_terminated(self.parent_id, "FAILED" if counts.get("failed") else "FINISHED")
+
+        self._guard("closing the sweep run", close)
+
+    def log_parent_artifacts(self, directory: Path) -> None:
+        """Attach files (the report) to the sweep's parent run."""
+        if self.parent_id:
+            self._guard("logging the report", lambda: self.client.log_artifacts(self.parent_id, str(directory),
+                                                                                "report"))
+
+    def ui_hint(self) -> str:
+        if self.embedded:
+            return f"browse the runs: mlflow ui --backend-store-uri {self.uri}"
+        return f"browse the runs: {self.uri}/#/experiments/{self.experiment_id or ''}"
+
+    # ------------------------------------------------------------------ the trials' child runs
+    def _search(self, condition: str) -> list[Any]:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.`{SWEEP_TAG}` = '{self.spec.name}' and "
+                                           f"{condition}", max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _run_name(self, trial: Trial) -> str:
+        values = trial.config.to_dict()
+        extra = " ".join(f"{a}={values[a]}" for a in self.varying if a != "method")
+        return f"{values['method']} {extra}".strip() + f" [{trial.id}]"
+
+    def _child(self, trial: Trial) -> str:
+        """The trial's run id: found by tag, or created nested under the sweep's run with its params."""
+        run = self.runs.get(trial.id)
+        if run is not None:
+            return str(run.info.run_id)
+        from mlflow.entities import Param
+
+        config = trial.config.to_dict()
+        tags = {TRIAL_TAG: trial.id, ROLE_TAG: "trial", SWEEP_TAG: self.spec.name, "status": "running",
+                "mlflow.parentRunId": self.parent_id, "monosweep.version": code_version(),
+                **{f: str(config[f]) for f in TAGGED_FIELDS}}
+        run = self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags)
+        params = [Param(k, str(v)) for k, v in sorted(config.items())]
+        for start in range(0, len(params), 100):  # log_batch takes at most 100 params
+            self.client.log_batch(run.info.run_id, params=params[start:start + 100])
+        self.runs[trial.id] = run
+        return str(run.info.run_id)
+
+    def log_epoch(self, trial: Trial, metrics: Mapping[str, Any]) -> None:
+        """Live: one epoch's metrics as the trial reports them (step = epoch). The final report is left to
+        :meth:`sync`, which mirrors it from the ledger once the trial has ended."""
+        if "final" in metrics:
+            return
+        step = int(metrics.get("epoch", 0))
+        values = {k: float(v) for k, v in metrics.items() if _reported(k) and _finite(v)}
+        if values:
+            self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial), values, step))
+
+    def _log(self, run_id: str, values: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in sorted(values.items())]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+
+    def sync(self, trials: list[Trial], records: Mapping[str, TrialRecord]) -> int:
+        """Mirror every ledger record that MLflow does not show yet; returns how many runs changed."""
+        changed = 0
+        for trial in trials:
+            record = records.get(trial.id)
+            if record is None or self.down:
+                continue
+            if self.synced.get(trial.id) == repr(record.updated):
+                continue
+            if self._guard(f"mirroring trial {trial.id}", lambda t=trial, r=record: self._sync(t, r)):
+                changed += 1
+        return changed
+
+    def _sync(self, trial: Trial, record: TrialRecord) -> bool:
+        run_id = self._child(trial)
+        result = record.result or {}
+        logged = {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
+        for epoch in result.get("history", []):  # back-fill the epochs the live logging missed
+            if int(epoch.get("epoch", 0)) not in logged:
+                self.log_epoch(trial, epoch)
+        probe = result.get("probe", {})
+        final = {f"probe.{layer}.{k}": v for layer, vals in probe.items() for k, v in vals.items()}
+        top1 = [probe[layer]["top1"] for layer in PROBE_LAYERS if layer in probe]
+        if top1:
+            final["probe.mean.top1"] = sum(top1) / len(top1)
+        if final:
+            self._log(run_id, {k: float(v) for k, v in final.items() if _finite(v)}, record.epoch)
+        self.client.set_tag(run_id, "status", record.status)
+        if record.error:
+            self.client.set_tag(run_id, "error", record.error[:5000])
+        if record.status in _RUN_STATUS:
+            self._artifacts(run_id, record)
+            self.client.set_terminated(run_id, _RUN_STATUS[record.status])
+        self.client.set_tag(run_id, SYNCED_TAG, repr(record.updated))
+        self.synced[trial.id] = repr(record.updated)
+        return True
+
+    def _artifacts(self, run_id: str, record: TrialRecord) -> None:
+        self._artifact_text(run_id, "config.json", json.dumps(record.config, indent=1, sort_keys=True))
+        if record.result is not None:
+            self._artifact_text(run_id, "result.json", json.dumps(record.result, indent=1, sort_keys=True))
+        if record.trunk:
+            with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
+                if self.storage.download(record.trunk, Path(tmp) / "trunk.pt"):
+                    self.client.log_artifact(run_id, str(Path(tmp) / "trunk.pt"))
+
+    def _artifact_text(self, run_id: str, name: str, text: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
+            (Path(tmp) / name).write_text(text)
+            self.client.log_artifact(run_id, str(Path(tmp) / name))
+
+
+def _reported(key: str) -> bool:
+    """The metrics a trial reports itself (not Tune's bookkeeping such as ``time_total_s``)."""
+    return key.startswith(("train.", "probe.")) or key in ("epoch", "lr", "epoch_seconds")
