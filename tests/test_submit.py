@@ -1,7 +1,5 @@
-"""`monosweep submit`: a sweep sent as a Ray Job to a local head with its job server fills the ledger.
-
-The head is Ray's own test cluster (only its processes, never `ray stop`), on free ports, started without
-MONOSWEEP_PLUGINS: the no-op method reaches the job only through submit's forwarding of MONOSWEEP_*.
+"""`monosweep submit`: the quickstart sent as a Ray Job to a local head with its job server fills the
+ledger and MLflow. The head is Ray's own test cluster (only its processes, never `ray stop`), on free ports.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from sweeps import PLUGINS, free_port, sweep_env, wait_for_port
 
 from methods.errors import InputError
@@ -23,7 +22,7 @@ from sweep.cli import build_parser
 from sweep.spec import load_spec
 from sweep.submit import job_request
 
-JOB_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 400
 
 
 def submit(spec: Path, address: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -54,45 +53,43 @@ def job_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         cluster.shutdown()
 
 
-def test_a_submitted_sweep_runs_on_the_cluster_and_fills_the_ledger_where_submit_was_run(
+def test_the_quickstart_submitted_as_a_job_fills_the_ledger_and_mlflow_where_submit_was_run(
     job_server: str, tmp_path: Path
 ) -> None:
+    from mlflow import MlflowClient
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    # no storage in the spec: the default ./monosweep-results must land here, not in the job's temporary dir;
-    # three no-op trials and one real (tiny) RotNet trial, probed on the built-in demo set
-    (tmp_path / "s.yaml").write_text("""
-name: submitted
-grid:
-  method: [noop, rotnet]
-  seed: [0, 1, 2]
-exclude:
-  - {method: rotnet, seed: [1, 2]}
-fixed: {arch: small, img_size: 64, epochs: 1, patches_per_epoch: 64, batch_size: 32, head_hidden: 32,
-        probe_epochs: 1, probe_train_limit: 96, probe_val_limit: 48, probe_batch_size: 48, device: cpu}
-resources: {cpu: 1}
-""")
-    done = submit(Path("s.yaml"), job_server, cwd=tmp_path)
+    # The quickstart has no storage: the default ./monosweep-results (and the MLflow sqlite file beside the
+    # results) must land here, where submit ran, not in the job's temporary working dir.
+    done = submit(REPO / "examples" / "quickstart.yaml", job_server, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("submitted monosweep-submitted-") and "note:" not in done.stderr
+    assert done.stdout.startswith("submitted monosweep-quickstart-") and "note:" not in done.stderr
     job_id = done.stdout.split()[1].rstrip(":")
 
     client = JobSubmissionClient(job_server)
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while not (status := client.get_job_status(job_id)).is_terminal() and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(1.0)
     logs = client.get_job_logs(job_id)
     if not status.is_terminal():
         client.stop_job(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    assert f"--storage {tmp_path / 'monosweep-results'}" in logs
+    root = tmp_path / "monosweep-results" / "quickstart"
+    assert f"--storage {root.parent}" in logs
 
-    ledger = tmp_path / "monosweep-results" / "submitted" / "trials"
-    records = [json.loads(p.read_text()) for p in ledger.glob("*.json")]
-    assert sorted(r["values"]["method"] for r in records) == ["noop", "noop", "noop", "rotnet"]
-    assert all(r["status"] == "finished" for r in records), [r["status"] for r in records]
-    (rotnet,) = [r for r in records if r["values"]["method"] == "rotnet"]
-    assert set(rotnet["result"]["probe"]) == {"conv1", "conv2", "conv3", "conv4", "conv5"}
+    records = {p.stem: json.loads(p.read_text()) for p in (root / "trials").glob("*.json")}
+    assert sorted(r["values"]["method"] for r in records.values()) == ["random", "random", "rotnet", "rotnet"]
+    assert all(r["status"] == "finished" for r in records.values()), [r["status"] for r in records.values()]
+
+    mlflow = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = mlflow.get_experiment_by_name("quickstart")
+    runs = mlflow.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("monosweep.role") == "sweep"]
+    children = {r.data.tags["monosweep.trial_id"]: r for r in runs if r.data.tags.get("monosweep.role") == "trial"}
+    assert sorted(children) == sorted(records) and len(runs) == 1 + len(records)
+    for trial_id, run in children.items():
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.metrics["probe.conv5.top1"] == records[trial_id]["result"]["probe"]["conv5"]["top1"]
 
 
 def test_submit_to_an_unreachable_job_server_is_one_error_line_and_exit_code_2(tmp_path: Path) -> None:
