@@ -73,6 +73,8 @@ class TrialConfig:
                            "test/), or a torchvision CIFAR-10 root", default="demo")
     probe_img_size: int | None = _doc("probe input side in px (default: img_size)", default=None)
     probe_epochs: int = _doc("linear-probe epochs (the paper: 36; 0: train only, no probe)", default=36)
+    probe_every: int = _doc("also probe every K training epochs, reported with that epoch's metrics (0: only "
+                            "at the end); what lets a search prune on probe accuracy", default=0)
     probe_lr: float = _doc("probe learning rate, /10 at 10/36, 20/36, 30/36 of the epochs", default=0.01)
     probe_batch_size: int = _doc("probe batch size", default=192)
     probe_weight_decay: float = _doc("probe weight decay", default=1e-5)
@@ -105,11 +107,17 @@ class TrialConfig:
             raise InputError(f"probe_cache={self.probe_cache!r}; choose one of {', '.join(PROBE_CACHE_MODES)}")
         if self.num_images < 0:
             raise InputError(f"num_images={self.num_images} must be >= 1 (or 0 for the whole folder)")
-        for name in ("patches_per_epoch", "probe_batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("patches_per_epoch", "probe_batch_size", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"{name}={value} must be >= 1")
         if self.probe_epochs < 0:
             raise InputError(f"probe_epochs={self.probe_epochs} must be >= 0 (0: no probe)")
+        for name in ("lr", "momentum", "weight_decay", "probe_lr", "probe_weight_decay", "workers", "probe_every",
+                     "head_hidden"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputError(f"{name}={value} must be >= 0")
         if self.epochs is not None and self.epochs < 0:
             raise InputError(f"epochs={self.epochs} must be >= 0")
         for name in ("clusters", "pca_dim", "kmeans_iters", "latent_dim"):

@@ -31,7 +31,7 @@ from methods.context import TrialContext, check_inputs, pick_device
 from methods.errors import InputError
 from methods.probe import ProbeSettings, run_probe
 
-__all__ = ["CHECKPOINT_FILE", "TRUNK_FILE", "Report", "TrialResult", "run_trial"]
+__all__ = ["CHECKPOINT_FILE", "TRUNK_FILE", "Report", "TrialResult", "probe_metrics", "run_trial"]
 
 log = logging.getLogger("monosweep.trial")
 
@@ -53,8 +53,8 @@ class TrialResult:
     message: str = ""
 
     def metrics(self) -> dict[str, float]:
-        """Flat final metrics: ``probe.conv1.top1`` ... ``probe.conv5.top5``."""
-        return {f"probe.{layer}.{k}": v for layer, vals in self.probe.items() for k, v in vals.items()}
+        """Flat final metrics: ``probe.conv1.top1`` ... ``probe.conv5.top5`` and ``probe.mean.top1``."""
+        return probe_metrics(self.probe)
 
     def table(self) -> str:
         lines = ["layer   top1 %   top5 %", "-----   ------   ------"]
@@ -63,6 +63,14 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def probe_metrics(probe: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """A probe table as flat metrics, plus ``probe.mean.top1`` (the mean over layers, a search objective)."""
+    flat = {f"probe.{layer}.{k}": float(v) for layer, vals in probe.items() for k, v in vals.items()}
+    if probe:
+        flat["probe.mean.top1"] = sum(float(vals["top1"]) for vals in probe.values()) / len(probe)
+    return flat
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
@@ -123,6 +131,13 @@ def run_trial(config: TrialConfig, report: Report | None = None,
         start, history = int(state["epoch"]), list(state["history"])
         log.info("resuming %s after epoch %d", cfg.method, start)
 
+    settings = ProbeSettings(epochs=cfg.probe_epochs, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
+                             weight_decay=cfg.probe_weight_decay, cache=cfg.probe_cache, seed=cfg.seed,
+                             workers=cfg.workers)
+
+    def probe_trunk() -> dict[str, dict[str, float]]:
+        return run_probe(trunk, ctx.labelled(cfg.probe_data, cfg.probe_img_size), settings, device)
+
     status, message = "finished", ""
     last_good = _serialise({"epoch": start, "config": cfg.to_dict(), "method": method.state_dict(),
                             "history": history}) if cfg.epochs > start else None
@@ -137,6 +152,8 @@ def run_trial(config: TrialConfig, report: Report | None = None,
             assert last_good is not None
             method.load_state_dict(_load(last_good)["method"])
             break
+        if cfg.probe_every and cfg.probe_epochs and (epoch + 1) % cfg.probe_every == 0 and epoch + 1 < cfg.epochs:
+            metrics.update(probe_metrics(probe_trunk()))  # (the next epoch re-seeds: training is unaffected)
         history.append(metrics)
         last_good = _serialise({"epoch": epoch + 1, "config": cfg.to_dict(), "method": method.state_dict(),
                                 "history": history})
@@ -146,18 +163,14 @@ def run_trial(config: TrialConfig, report: Report | None = None,
     train_seconds = time.perf_counter() - t_train
 
     t_probe = time.perf_counter()
-    settings = ProbeSettings(epochs=cfg.probe_epochs, lr=cfg.probe_lr, batch_size=cfg.probe_batch_size,
-                             weight_decay=cfg.probe_weight_decay, cache=cfg.probe_cache, seed=cfg.seed,
-                             workers=cfg.workers)
-    probe = {}
-    if cfg.probe_epochs > 0:
-        probe = run_probe(trunk, ctx.labelled(cfg.probe_data, cfg.probe_img_size), settings, device)
+    probe = probe_trunk() if cfg.probe_epochs > 0 else {}
     result = TrialResult(
         config=cfg.to_dict(), status=status, epochs_done=len(history), history=history, probe=probe,
         seconds={"train": train_seconds, "probe": time.perf_counter() - t_probe}, message=message,
     )
-    final = {"final": 1.0, "diverged": float(status == "diverged"), "epoch": float(len(history)),
-             **result.metrics()}
+    # The last epoch's metrics too, so that the final result holds every metric a search may rank on.
+    final = {**(history[-1] if history else {}), "final": 1.0, "diverged": float(status == "diverged"),
+             "epoch": float(len(history)), **result.metrics()}
     _report_with(report, final, _serialise(trunk.state_dict()), TRUNK_FILE)
     return result
 

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from methods.trial import probe_metrics
 from sweep.grid import Trial
 from sweep.ledger import TrialRecord
 from sweep.spec import SweepSpec
@@ -244,13 +245,9 @@ class Tracker:
         for epoch in result.get("history", []):  # back-fill the epochs the live logging missed
             if int(epoch.get("epoch", 0)) not in logged:
                 self.log_epoch(trial, epoch)
-        probe = result.get("probe", {})
-        final = {f"probe.{layer}.{k}": v for layer, vals in probe.items() for k, v in vals.items()}
-        top1 = [probe[layer]["top1"] for layer in PROBE_LAYERS if layer in probe]
-        if top1:
-            final["probe.mean.top1"] = sum(top1) / len(top1)
+        final = probe_metrics(result.get("probe", {}))
         if final:
-            self._log(run_id, {k: float(v) for k, v in final.items() if _finite(v)}, record.epoch)
+            self._log(run_id, {k: v for k, v in final.items() if _finite(v)}, int(result.get("epochs_done", 0)))
         self.client.set_tag(run_id, "status", record.status)
         if record.error:
             self.client.set_tag(run_id, "error", record.error[:5000])

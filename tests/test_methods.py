@@ -78,3 +78,12 @@ def test_a_non_finite_loss_ends_the_trial_as_diverged_with_the_last_good_state(
     assert result.epochs_done == 1 and len(states) == 1
     assert set(result.probe) == set(TAPS)  # the last good trunk was still probed
     assert all(math.isfinite(v["top1"]) for v in result.probe.values())
+
+
+def test_probes_during_training_are_reported_and_leave_training_unchanged() -> None:
+    plain = run_trial(tiny(method="rotnet", epochs=3, probe_epochs=1))
+    probed = run_trial(tiny(method="rotnet", epochs=3, probe_epochs=1, probe_every=1))
+    assert ["probe.mean.top1" in h for h in probed.history] == [True, True, False]  # the end has the final probe
+    assert 0 < probed.history[0]["probe.conv3.top1"] <= 100
+    assert [h["train.loss"] for h in probed.history] == [h["train.loss"] for h in plain.history]
+    assert probed.probe == plain.probe
