@@ -67,18 +67,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
-    done = [t for t in plan.trials if plan.status(t) == "finished"]
-    diverged = [t for t in plan.trials if plan.status(t) == "diverged"]
-    print(f"sweep {spec.name!r}: {len(plan.trials)} trials - {len(done)} finished, {len(diverged)} diverged, "
-          f"{len(plan.todo)} to run (storage {plan.storage.uri})")
+    counts, to_sample = plan.counts(), sum(plan.to_sample.values())
+    print(f"sweep {spec.name!r}: {plan.total} trials - {counts.get('finished', 0)} finished, "
+          f"{counts.get('diverged', 0)} diverged, {len(plan.todo) + to_sample} to run (storage {plan.storage.uri})")
+    if spec.search is not None:
+        print(f"search: {spec.search.num_samples} trials around each of {len(plan.points)} grid points, "
+              f"{to_sample} still to sample; {spec.search.mode} {spec.search.metric} over "
+              f"{', '.join(spec.search.space)}" + (" (ASHA prunes)" if spec.search.asha else ""))
     rows = [("axis", "value", "total", "finished", "to run")]
     todo = {t.id for t in plan.todo}
     for axis in sorted(spec.grid):
         for value in spec.grid[axis]:
-            members = [t for t in plan.trials if t.values.get(axis) == value]
-            rows.append((axis, str(value), str(len(members)),
+            members = [t for t in plan.trials if getattr(t.config, axis) == value]
+            sample = sum(plan.to_sample.get(p.id, 0) for p in plan.points if getattr(p.config, axis) == value)
+            rows.append((axis, str(value), str(len(members) + sample),
                          str(sum(plan.status(t) == "finished" for t in members)),
-                         str(sum(t.id in todo for t in members))))
+                         str(sum(t.id in todo for t in members) + sample)))
     _print_table(rows)
     return 0
 
@@ -132,15 +136,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     spec = _load(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
     axes = sorted(a for a in spec.grid if len(spec.grid[a]) > 1) or sorted(spec.grid)
+    searched = list(spec.search.space) if spec.search is not None else []
     layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
-    rows = [("id", "status", "epoch", *axes, *layers)]
+    rows = [("id", "status", "epoch", *axes, *searched, *layers)]
     for trial in plan.trials:
         record = plan.records.get(trial.id)
         probe = (record.result or {}).get("probe", {}) if record else {}
         rows.append((trial.id, plan.status(trial), str(record.epoch if record else 0),
-                     *(str(trial.values.get(a)) for a in axes),
+                     *(str(getattr(trial.config, a)) for a in axes),
+                     *(_short(getattr(trial.config, k)) for k in searched),
                      *(f"{probe[layer]['top1']:.1f}" if layer in probe else "-" for layer in layers)))
     _print_table(rows)
+    if plan.to_sample and sum(plan.to_sample.values()):
+        print(f"... and {sum(plan.to_sample.values())} search trial(s) not sampled yet")
     return 0
 
 
@@ -150,6 +158,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = submit_sweep(args.spec, args.address, args.storage)
     print(f"submitted {job}: follow it with `ray job logs -f {job} --address {args.address}`")
     return 0
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -25,8 +25,8 @@ from sweep.storage import Storage
 
 __all__ = ["DONE", "STATES", "Lease", "Ledger", "TrialRecord"]
 
-STATES = ("pending", "running", "finished", "failed", "diverged")
-DONE = ("finished", "diverged")  # states a rerun never touches again
+STATES = ("pending", "running", "finished", "failed", "diverged", "pruned")
+DONE = ("finished", "diverged", "pruned")  # states a rerun never touches again (pruned: stopped early by a search)
 
 
 @dataclass
@@ -34,6 +34,7 @@ class TrialRecord:
     id: str
     status: str = "pending"
     values: dict[str, Any] = field(default_factory=dict)  # the explicit config (what the id hashes)
+    search: str | None = None  # for a search trial: the id of the grid point it was sampled around
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config actually run
     epoch: int = 0  # last epoch with a checkpoint
     checkpoint: str | None = None  # storage path of that checkpoint

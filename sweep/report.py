@@ -18,7 +18,8 @@ from typing import Any
 
 from sweep.grid import Trial
 from sweep.ledger import DONE, TrialRecord
-from sweep.spec import SweepSpec
+from sweep.search import best, objective
+from sweep.spec import Search, SweepSpec
 from sweep.tracking import PROBE_LAYERS
 
 __all__ = ["REFERENCE", "Group", "group_results", "write_report"]
@@ -128,6 +129,10 @@ def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> N
 
 def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord], out: Path) -> list[Path]:
     """Write report.csv, report.md and the plots into ``out``; returns the files written."""
+    if spec.search is not None:  # a search: the best trial around each grid point stands for the point
+        points = {r.search for r in records.values() if r.search is not None}
+        chosen = {found[0].id for p in points if (found := best(spec.search, p, records)) is not None}
+        trials = [t for t in trials if t.id in chosen]
     groups = group_results(spec, trials, records)
     if not groups:
         from methods.errors import InputError
@@ -138,7 +143,8 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
     probe_data = ", ".join(sorted({str(t.config.probe_data) for t in trials}))
     files = [out / "report.csv", out / "report.md", out / "layers.png"]
     files[0].write_text(_csv(groups, axes))
-    files[1].write_text(_markdown(groups, axes, f"Sweep {spec.name}"))
+    title = f"Sweep {spec.name}" + (" (the best search trial around each grid point)" if spec.search else "")
+    files[1].write_text(_markdown(groups, axes, title))
     _plot(groups, files[2], spec.name, probe_data)
     for axis in axes[1:]:  # one plot per other varying axis: its values side by side, per method
         for method in sorted({dict(g.key)["method"] for g in groups}):
@@ -147,7 +153,27 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
                 path = out / f"layers_{method}_by_{axis}.png"
                 _plot(marginal, path, f"{spec.name} {method} by {axis}", probe_data)
                 files.append(path)
+    if spec.search is not None:
+        files.append(out / "search.csv")
+        files[-1].write_text(_search_csv(spec.search, records))
     return files
+
+
+def _search_csv(search: Search, records: dict[str, TrialRecord]) -> str:
+    """Every sampled trial: its grid point, state, sampled values and metric, best first per point."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["point", "trial", "status", *search.space, search.metric])
+    rows = []
+    for record in records.values():
+        if record.search is not None:
+            value = objective(record, search.metric)
+            rows.append((record.search, record.id, record.status, *(record.values[k] for k in search.space),
+                         "" if value is None else f"{value:.4f}"))
+    sign = -1 if search.mode == "max" else 1
+    rows.sort(key=lambda r: (r[0], r[-1] == "", sign * float(r[-1] or 0)))
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _marginal(groups: Sequence[Group], axis: str) -> list[Group]:

@@ -15,11 +15,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from methods.errors import InputError
+from sweep import search
 from sweep.grid import Trial, expand, validate_inputs
 from sweep.ledger import DONE, Lease, Ledger, TrialRecord
 from sweep.spec import SweepSpec
@@ -37,27 +38,51 @@ def _stderr(message: str) -> None:
 
 @dataclass
 class Plan:
+    """What the spec wants and what the ledger holds. For a plain grid, ``trials`` are the grid's trials;
+    for a search, the sampled trials recorded so far, and ``to_sample`` says how many each grid point
+    still lacks."""
+
     trials: list[Trial]
     records: dict[str, TrialRecord]
     storage: Storage
+    points: list[Trial]  # the grid's points (the trials themselves for a plain grid)
+    to_sample: dict[str, int] = field(default_factory=dict)  # search: grid point id -> trials to sample
 
     @property
     def todo(self) -> list[Trial]:
+        """Trials to (re)run: never started, interrupted or failed."""
         return [t for t in self.trials if self.status(t) not in DONE]
+
+    @property
+    def total(self) -> int:
+        return len(self.trials) + sum(self.to_sample.values())
 
     def status(self, trial: Trial) -> str:
         record = self.records.get(trial.id)
         return record.status if record is not None else "pending"
 
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[self.status(trial)] = counts.get(self.status(trial), 0) + 1
+        if sum(self.to_sample.values()):
+            counts["pending"] = counts.get("pending", 0) + sum(self.to_sample.values())
+        return counts
+
 
 def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_inputs: bool = True) -> Plan:
     """Expand the grid and read the ledger: what exists, what is left to run."""
-    trials = expand(spec, where)
+    points = expand(spec, where)
+    if spec.search is not None:
+        search.check_space(spec, points, where)
     if check_inputs:
-        validate_inputs(trials, where)
+        validate_inputs(points, where)
     store = Storage(spec.storage_uri(storage))
     store.check()
-    return Plan(trials, Ledger(store).read_all(), store)
+    records = Ledger(store).read_all()
+    if spec.search is None:
+        return Plan(points, records, store, points)
+    return Plan(search.sampled_trials(records), records, store, points, search.budget(spec.search, points, records))
 
 
 # ---------------------------------------------------------------------------------------- in the trial
@@ -74,11 +99,10 @@ def _trainable(tune_config: dict[str, Any]) -> None:
     from methods import TrialConfig, run_trial
     from methods.trial import CHECKPOINT_FILE, TRUNK_FILE
 
-    params = tune_config["trial"]
-    ledger = Ledger(Storage(params["storage"]))
-    trial_id, values = params["id"], params["values"]
+    ledger = Ledger(Storage(tune_config["trial"]["storage"]))
+    trial_id, values, point = search.identity(tune_config)
     config = TrialConfig.from_dict(values)
-    record = ledger.read(trial_id) or TrialRecord(trial_id, values=values)
+    record = ledger.read(trial_id) or TrialRecord(trial_id, values=values, search=point)
     if record.status in DONE:  # finished in an earlier attempt of this wave: nothing to redo
         tune.report({"final": 1.0})
         return
@@ -98,11 +122,16 @@ def _trainable(tune_config: dict[str, Any]) -> None:
             record.resumed_from.append(record.epoch)
         ledger.write(record)
 
+        final: dict[str, float] = {}
+
         def report(metrics: Mapping[str, Any], checkpoint_dir: str | None) -> None:
             checkpoint = None
-            if checkpoint_dir is not None and "final" in metrics:
-                record.trunk = ledger.save_checkpoint(trial_id, Path(checkpoint_dir) / TRUNK_FILE)
-            elif checkpoint_dir is not None:
+            if "final" in metrics:  # reported to Tune once the record says finished (a scheduler may stop
+                final.update({k: float(v) for k, v in metrics.items()})  # the trial at its last report)
+                if checkpoint_dir is not None:
+                    record.trunk = ledger.save_checkpoint(trial_id, Path(checkpoint_dir) / TRUNK_FILE)
+                return
+            if checkpoint_dir is not None:
                 record.checkpoint = ledger.save_checkpoint(trial_id, Path(checkpoint_dir) / CHECKPOINT_FILE)
                 record.epoch = int(metrics["epoch"])
                 ledger.write(record)
@@ -111,12 +140,13 @@ def _trainable(tune_config: dict[str, Any]) -> None:
 
         try:
             result = run_trial(config, report=report, resume_from=resume)
-        except Exception as err:  # (Tune stopping the trial raises SystemExit: the record stays "running")
+        except Exception as err:  # (Tune stopping a trial ends it otherwise: see _Mirror._ended)
             record.status, record.error = "failed", _one_line(err)
             ledger.write(record)
             raise
     record.status, record.result = result.status, result.to_dict()
     ledger.write(record)
+    tune.report(final)
 
 
 # ---------------------------------------------------------------------------------------- the driver
@@ -138,6 +168,8 @@ def connect(address: str | None) -> None:
                              "or leave out --address to run on this machine") from None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Probe metrics come only at probe epochs: a search or ASHA must accept results without them.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}
@@ -204,8 +236,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.counts.get("failed", 0) == 0 and self.counts.get("pending", 0) == 0 \
-            and self.counts.get("running", 0) == 0
+        return not any(self.counts.get(state, 0) for state in ("failed", "pending", "running"))
 
 
 def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: str | None = None,
@@ -213,23 +244,29 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
     """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
     module docstring. ``tracking`` overrides the spec's tracking URI."""
     plan = plan_sweep(spec, where, storage)
-    todo = plan.todo
-    log(f"[monosweep] sweep {spec.name!r}: {len(plan.trials)} trials, {len(plan.trials) - len(todo)} already "
-        f"done, {len(todo)} to run; storage {plan.storage.uri}")
+    todo, to_sample = plan.todo, sum(plan.to_sample.values())
+    skipped = len(plan.trials) - len(todo)
+    log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, {len(todo) + to_sample} "
+        f"to run; storage {plan.storage.uri}")
     with _leased(plan.storage, spec.name, log):
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         if tracker.open(spec_text):
             tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
-        if todo:
+        if todo or to_sample:
             connect(address)
+        if todo:
             _run_wave(spec, plan.storage, todo, log, tracker)
-        records = Ledger(plan.storage).read_all()
-        counts = _counts(plan.trials, records)
-        tracker.sync(plan.trials, records)
-        tracker.close(counts)
+        for point in plan.points:
+            if plan.to_sample.get(point.id):
+                _run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], log, tracker)
+        final = plan_sweep(spec, where, storage, check_inputs=False)
+        tracker.sync(final.trials, final.records)
+        if spec.search is not None:
+            _announce_best(spec, final, log, tracker)
+        tracker.close(final.counts())
     if not tracker.down:
         log(f"[monosweep] {tracker.ui_hint()}")
-    return RunSummary(len(plan.trials), len(plan.trials) - len(todo), len(todo), counts, plan.storage.uri)
+    return RunSummary(final.total, skipped, len(todo) + to_sample, final.counts(), plan.storage.uri)
 
 
 def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking: str | None = None,
@@ -239,7 +276,7 @@ def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking
     with _leased(plan.storage, spec.name, log):
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         changed = tracker.sync(plan.trials, plan.records) if tracker.open(spec_text) else 0
-        tracker.close(_counts(plan.trials, plan.records))
+        tracker.close(plan.counts())
     if tracker.down:
         raise InputError(f"MLflow at {tracker.uri} is unreachable; nothing was mirrored (the ledger is intact)")
     return changed, tracker
@@ -257,58 +294,101 @@ def _leased(storage: Storage, sweep: str, log: Log) -> Iterator[None]:
         lease.release()
 
 
-def _counts(trials: list[Trial], records: Mapping[str, TrialRecord]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for trial in trials:
-        state = records[trial.id].status if trial.id in records else "pending"
-        counts[state] = counts.get(state, 0) + 1
-    return counts
-
-
-def _tracking_callback(tracker: Tracker, todo: list[Trial], ledger: Ledger) -> Any:
+def _mirror_callback(tracker: Tracker, ledger: Ledger) -> Any:
     from ray import tune
 
-    by_id = {t.id: t for t in todo}
+    from methods.config import TrialConfig
 
-    class Tracking(tune.Callback):
-        """Live epoch metrics to MLflow; at a trial's end, its ledger record (the source of truth)."""
+    known: dict[str, Trial] = {}
+
+    def trial_of(tune_trial: Any) -> Trial:
+        tid, values, _ = search.identity(tune_trial.config)
+        if tid not in known:
+            known[tid] = Trial(tid, values, TrialConfig.from_dict(values).resolved())
+        return known[tid]
+
+    class Mirror(tune.Callback):
+        """Live epoch metrics to MLflow; at a trial's end, its ledger record (the source of truth). A trial
+        that ends while its record still says "running" was stopped by the scheduler: it is "pruned"."""
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            tracker.log_epoch(by_id[trial.config["trial"]["id"]], result)
+            tracker.log_epoch(trial_of(trial), result)
 
-        def _ended(self, trial: Any) -> None:
-            tid = trial.config["trial"]["id"]
-            record = ledger.read(tid)
-            if record is not None:
-                tracker.sync([by_id[tid]], {tid: record})
+        def _ended(self, tune_trial: Any, completed: bool) -> None:
+            trial = trial_of(tune_trial)
+            record = ledger.read(trial.id)
+            if record is None:
+                return
+            if completed and record.status == "running":  # the trial's process was stopped mid-report
+                record.status = "pruned"
+                ledger.write(record)
+            tracker.sync([trial], {trial.id: record})
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._ended(trial)
+            self._ended(trial, completed=True)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._ended(trial)
+            self._ended(trial, completed=False)
 
-    return Tracking()
+    return Mirror()
+
+
+def _trial_name(tune_trial: Any) -> str:
+    return search.identity(tune_trial.config)[0]
+
+
+def _tuner(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, Any], total: int, log: Log,
+           tracker: Tracker, **tune_options: Any) -> Any:
+    from ray import tune
+
+    return tune.Tuner(
+        tune.with_resources(_trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                                    **tune_options),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=0, callbacks=[_progress_callback(total, log), _mirror_callback(tracker, Ledger(storage))],
+        ),
+    )
 
 
 def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker) -> None:
+    """The given trials (new, or to resume from their checkpoints) as one Tune experiment."""
     from ray import tune
 
-    wave = time.strftime("wave-%Y%m%d-%H%M%S")
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     params = [{"id": t.id, "values": t.values, "storage": storage.uri} for t in todo]
-    tuner = tune.Tuner(
-        tune.with_resources(_trainable, resources),
-        param_space={"trial": tune.grid_search(params)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
-                                    trial_name_creator=lambda t: t.config["trial"]["id"],
-                                    trial_dirname_creator=lambda t: t.config["trial"]["id"]),
-        run_config=tune.RunConfig(
-            name=wave, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
-            failure_config=tune.FailureConfig(max_failures=spec.retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[_progress_callback(len(todo), log),
-                                  _tracking_callback(tracker, todo, Ledger(storage))],
-        ),
-    )
-    tuner.fit()
+    _tuner(spec, storage, time.strftime("wave-%Y%m%d-%H%M%S"), {"trial": tune.grid_search(params)}, len(todo), log,
+           tracker).fit()
+
+
+def _run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: int, log: Log,
+                     tracker: Tracker) -> None:
+    """``samples`` new trials around one grid point, sampled by Optuna (warm-started from the ledger) and
+    pruned by ASHA when the spec asks for it."""
+    assert spec.search is not None
+    records = Ledger(storage).read_all()
+    log(f"[monosweep] search around {point.id} ({tracker.point_label(point)}): {samples} trial(s), "
+        f"{spec.search.mode} {spec.search.metric}")
+    param_space = {"trial": {"id": point.id, "values": point.values, "storage": storage.uri}}
+    _tuner(spec, storage, time.strftime(f"search-{point.id}-%Y%m%d-%H%M%S"), param_space, samples, log, tracker,
+           search_alg=search.make_searcher(spec.search, point, records),
+           scheduler=search.make_scheduler(spec.search, point), num_samples=samples).fit()
+
+
+def _announce_best(spec: SweepSpec, plan: Plan, log: Log, tracker: Tracker) -> None:
+    """Print (and tag in MLflow) the best trial found around every grid point."""
+    assert spec.search is not None
+    for point in plan.points:
+        found = search.best(spec.search, point.id, plan.records)
+        if found is None:
+            continue
+        record, value = found
+        sampled = " ".join(f"{k}={record.values[k]:.4g}" if isinstance(record.values[k], float)
+                           else f"{k}={record.values[k]}" for k in spec.search.space)
+        log(f"[monosweep] best around {tracker.point_label(point)}: {sampled} -> {spec.search.metric} "
+            f"{value:.4g} (trial {record.id})")
+        tracker.mark_best(point, record, value)

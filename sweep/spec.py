@@ -12,6 +12,11 @@
     storage: s3://bucket/sweeps       # default: ./monosweep-results
     max_concurrent_trials: 8
     retries: 2                        # per trial, from its last checkpoint
+    search:                           # optional: Optuna search around every grid point
+      metric: probe.mean.top1         # any metric a trial reports; mode: max | min
+      num_samples: 8                  # trials per grid point
+      space: {lr: {low: 0.001, high: 0.1, log: true}}
+      asha: {grace_period: 1}         # prune by ASHA on the metric, per epoch (probe metrics need probe_every)
 
 Validated with pydantic; every problem is reported as one line naming the file, the field and what
 is wrong. Unknown keys are errors.
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +54,65 @@ class Resources(BaseModel):
     gpu: float = Field(0.0, ge=0)
 
 
+class Param(BaseModel):
+    """One searched trial-config field: a range (``low``/``high``, ``log`` for a log scale, ``integer``
+    for whole numbers) or a list of ``choices``."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Param:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give either `choices: [...]` (non-empty) or `low` and `high`")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("needs `low` < `high` (or `choices: [...]`)")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs `low` > 0")
+        return self
+
+    def bounds(self) -> list[Any]:
+        """The extreme values, to check against the trial config before anything runs."""
+        if self.choices is not None:
+            return list(self.choices)
+        cast = int if self.integer else float
+        return [cast(self.low), cast(self.high)]
+
+
+class Asha(BaseModel):
+    """Early stopping of search trials by ASHA on the search metric, measured in epochs."""
+
+    model_config = ConfigDict(extra="forbid")
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Search(BaseModel):
+    """Optuna search around every grid point: ``num_samples`` trials per point, sampled from ``space``."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = "probe.mean.top1"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(ge=1)
+    space: dict[str, Param]
+    asha: Asha | None = None
+    seed: int = 0
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Param]) -> dict[str, Param]:
+        if not space:
+            raise ValueError("needs at least one field to search, e.g. `lr: {low: 0.001, high: 0.1, log: true}`")
+        _check_fields(list(space))
+        return space
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +125,7 @@ class SweepSpec(BaseModel):
     tracking_uri: str | None = None
     max_concurrent_trials: int | None = Field(None, ge=1)
     retries: int = Field(2, ge=0)
+    search: Search | None = None
 
     @field_validator("grid")
     @classmethod
@@ -86,6 +151,10 @@ class SweepSpec(BaseModel):
         both = sorted(set(self.grid) & set(self.fixed))
         if both:
             raise ValueError(f"{both[0]!r} is both a grid axis and a fixed value")
+        if self.search is not None:
+            searched = sorted(set(self.search.space) & (set(self.grid) | set(self.fixed)))
+            if searched:
+                raise ValueError(f"search.space.{searched[0]} is also a grid axis or fixed value: give it in one place")
         for rule in self.exclude:
             if not rule:
                 raise ValueError("an exclude rule is empty (it would drop every trial)")
@@ -104,7 +173,10 @@ def _format(err: ValidationError, where: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "spec"
     if first["type"] == "extra_forbidden":
-        parent = SweepSpec if len(first["loc"]) == 1 else Resources
+        parents = {"resources": Resources, "search": Search}
+        parent: type[BaseModel] = SweepSpec if len(first["loc"]) == 1 else parents.get(str(first["loc"][0]), SweepSpec)
+        if len(first["loc"]) > 2 and first["loc"][0] == "search":
+            parent = {"space": Param, "asha": Asha}.get(str(first["loc"][1]), parent)
         known = ", ".join(parent.model_fields)
         return f"{where}: {loc}: unknown key (known: {known})"
     if first["type"] == "missing":

@@ -42,7 +42,7 @@ TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 # Our own summary says where the runs are; MLflow's per-run "View run" lines would bury it.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}
+_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
 
 
 def tracking_uri(spec: SweepSpec, storage: Storage, override: str | None = None) -> str:
@@ -184,10 +184,31 @@ class Tracker:
             if not token:
                 return runs
 
-    def _run_name(self, trial: Trial) -> str:
+    def point_label(self, trial: Trial) -> str:
+        """method and the values of the axes that vary, e.g. ``rotnet augment=none seed=1``."""
         values = trial.config.to_dict()
-        extra = " ".join(f"{a}={values[a]}" for a in self.varying if a != "method")
-        return f"{values['method']} {extra}".strip() + f" [{trial.id}]"
+        return " ".join([str(values["method"]), *(f"{a}={values[a]}" for a in self.varying if a != "method")])
+
+    def _run_name(self, trial: Trial) -> str:
+        searched = list(self.spec.search.space) if self.spec.search is not None else []
+        values = trial.config.to_dict()
+        sampled = " ".join(f"{k}={values[k]:.3g}" if isinstance(values[k], float) else f"{k}={values[k]}"
+                           for k in searched)
+        return f"{self.point_label(trial)} {sampled}".strip() + f" [{trial.id}]"
+
+    def mark_best(self, point: Trial, record: TrialRecord, value: float) -> None:
+        """Tag the best search trial around a grid point, and note it on the sweep's run."""
+        if record.id not in self.runs or not self.parent_id:
+            return
+
+        def mark() -> None:
+            self.client.set_tag(self.runs[record.id].info.run_id, "monosweep.best", "true")
+            assert self.spec.search is not None
+            summary = {"trial": record.id, self.spec.search.metric: value,
+                       **{k: record.values[k] for k in self.spec.search.space}}
+            self.client.set_tag(self.parent_id, f"best.{point.id}", json.dumps(summary))
+
+        self._guard("tagging the best trial", mark)
 
     def _child(self, trial: Trial) -> str:
         """The trial's run id: found by tag, or created nested under the sweep's run with its params."""
@@ -249,6 +270,8 @@ class Tracker:
         if final:
             self._log(run_id, {k: v for k, v in final.items() if _finite(v)}, int(result.get("epochs_done", 0)))
         self.client.set_tag(run_id, "status", record.status)
+        if record.search is not None:  # a search trial: which grid point it was sampled around
+            self.client.set_tag(run_id, "monosweep.search_point", record.search)
         if record.error:
             self.client.set_tag(run_id, "error", record.error[:5000])
         if record.status in _RUN_STATUS:

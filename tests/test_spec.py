@@ -74,6 +74,18 @@ def test_exclude_rules_drop_matching_trials(tmp_path: Path) -> None:
         (BASE + "exclude:\n  - {flavour: x}\n", "not a grid axis or fixed value"),
         ("grid: {seed: [0]}\n", "name: required key is missing"),
         (BASE + "resources: {gpus: 1}\n", "resources.gpus: unknown key"),
+        (BASE + "search: {num_samples: 2, space: {momentum: {low: 0.9, high: 0.1}}}\n",
+         "search.space.momentum: needs `low` < `high`"),
+        (BASE + "search: {num_samples: 2, space: {momentum: {low: 0, high: 1, log: true}}}\n",
+         "search.space.momentum: a log-scale range needs `low` > 0"),
+        (BASE + "search: {num_samples: 2, space: {lr: {low: 0.1, high: 1}}}\n",
+         "search.space.lr is also a grid axis or fixed value"),
+        (BASE + "search: {num_samples: 2, space: {flavour: {low: 0.1, high: 1}}}\n",
+         "unknown trial-config field 'flavour'"),
+        (BASE + "search: {num_samples: 2, space: {momentum: {low: 0.1, high: 1, step: 2}}}\n",
+         "search.space.momentum.step: unknown key (known: low, high, log, integer, choices)"),
+        (BASE + "search: {num_samples: 2, space: {probe_epochs: {low: -5, high: 3, integer: true}}}\n",
+         "search.space.probe_epochs = -5: probe_epochs=-5 must be >= 0"),
     ],
 )
 def test_bad_specs_fail_with_one_line_naming_file_and_field(

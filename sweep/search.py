@@ -1,0 +1,145 @@
+"""Optuna search around every grid point (a spec's ``search:`` block), on the same ledger as the grid.
+
+Each grid point gets ``num_samples`` trials whose searched fields are sampled by Optuna (Ray Tune's
+``OptunaSearch``), optionally pruned by ASHA on the search metric epoch by epoch. A sampled trial is an
+ordinary trial: its id hashes its values (the grid point's plus the sampled ones), it has a ledger record
+(``search`` = the grid point's id), checkpoints and an MLflow run. Rerunning a search resumes its
+interrupted trials from their checkpoints and samples only what the budget still lacks, with Optuna
+warm-started from the results already in the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from methods.config import TrialConfig
+from methods.errors import InputError
+from methods.trial import probe_metrics
+from sweep.grid import Trial, canonical, trial_id
+from sweep.ledger import DONE, TrialRecord
+from sweep.spec import Param, Search, SweepSpec
+
+__all__ = ["best", "budget", "check_space", "identity", "make_scheduler", "make_searcher", "objective",
+           "sampled_trials"]
+
+
+def identity(tune_config: Mapping[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    """(trial id, values, grid point id or None) of a Tune trial's config: the grid point's values, plus
+    the sampled fields that a search merges in beside ``trial``."""
+    params = tune_config["trial"]
+    sampled = {k: v for k, v in tune_config.items() if k != "trial"}
+    if not sampled:
+        return params["id"], params["values"], None
+    values = canonical({**params["values"], **sampled})
+    return trial_id(values), values, params["id"]
+
+
+def check_space(spec: SweepSpec, points: Sequence[Trial], where: str) -> None:
+    """Every bound of the search space must make a valid trial config (checked before anything runs,
+    like the grid's own values)."""
+    assert spec.search is not None
+    for name, param in spec.search.space.items():
+        for bound in param.bounds():
+            try:
+                TrialConfig.from_dict({**points[0].values, name: bound})
+            except InputError as err:
+                raise InputError(f"{where}: search.space.{name} = {bound!r}: {err}") from None
+
+
+def sampled_trials(records: Mapping[str, TrialRecord]) -> list[Trial]:
+    """The search trials the ledger holds, as trials (their values are in their records)."""
+    out = []
+    for record in sorted(records.values(), key=lambda r: (r.search or "", r.id)):
+        if record.search is not None:
+            out.append(Trial(record.id, record.values, TrialConfig.from_dict(record.values).resolved()))
+    return out
+
+
+def space_size(search: Search) -> float:
+    """How many distinct trials the space holds (infinite unless every field is a choice or an integer
+    range): a budget beyond it would sample duplicates, which are the same trials."""
+    size = 1.0
+    for param in search.space.values():
+        if param.choices is not None:
+            size *= len(param.choices)
+        elif param.integer and not param.log:
+            size *= int(param.high) - int(param.low) + 1  # type: ignore[arg-type]
+        else:
+            return math.inf
+    return size
+
+
+def _held(records: Mapping[str, TrialRecord], point_id: str) -> int:
+    return sum(r.search == point_id for r in records.values())
+
+
+def budget(search: Search, points: Sequence[Trial], records: Mapping[str, TrialRecord]) -> dict[str, int]:
+    """Grid point id -> how many new trials to sample (the budget, capped by the size of the space, minus
+    what the ledger already holds)."""
+    wanted = min(search.num_samples, space_size(search))
+    return {p.id: int(max(0, wanted - _held(records, p.id))) for p in points}
+
+
+def objective(record: TrialRecord, metric: str) -> float | None:
+    """The search metric of a finished trial: its final probe metrics, else its last epoch's metric."""
+    result = record.result or {}
+    if record.status not in ("finished", "diverged") or not result:
+        return None
+    history = result.get("history") or [{}]
+    value = {**history[-1], **probe_metrics(result.get("probe", {}))}.get(metric)
+    return float(value) if value is not None else None
+
+
+def best(search: Search, point_id: str, records: Mapping[str, TrialRecord]) -> tuple[TrialRecord, float] | None:
+    """The best finished trial sampled around a grid point, with its metric value."""
+    scored = [(r, v) for r in records.values() if r.search == point_id
+              and (v := objective(r, search.metric)) is not None]
+    if not scored:
+        return None
+    sign = 1.0 if search.mode == "max" else -1.0
+    return max(scored, key=lambda rv: (sign * rv[1], rv[0].id))  # ties: the same pick every time
+
+
+def _distribution(param: Param) -> Any:
+    import optuna
+
+    if param.choices is not None:
+        return optuna.distributions.CategoricalDistribution(param.choices)
+    if param.integer:
+        return optuna.distributions.IntDistribution(int(param.low), int(param.high), log=param.log)  # type: ignore[arg-type]
+    return optuna.distributions.FloatDistribution(param.low, param.high, log=param.log)  # type: ignore[arg-type]
+
+
+def make_searcher(search: Search, point: Trial, records: Mapping[str, TrialRecord]) -> Any:
+    """An OptunaSearch for one grid point, warm-started from the ledger's finished trials around it."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class Searcher(OptunaSearch):
+        """OptunaSearch that ignores results without the metric (epochs between probes, say) instead of
+        failing on them."""
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if self.metric in result:
+                super().on_trial_result(trial_id, result)
+
+    done = [(r, objective(r, search.metric)) for r in records.values() if r.search == point.id and r.status in DONE]
+    prior = [({k: r.values[k] for k in search.space}, v) for r, v in done if v is not None]
+    # A fresh stream for every continuation: the same seed would draw the first samples again.
+    seed = int(hashlib.sha256(f"{search.seed}:{point.id}:{_held(records, point.id)}".encode()).hexdigest()[:8], 16)
+    return Searcher(space={k: _distribution(p) for k, p in search.space.items()}, metric=search.metric,
+                    mode=search.mode, seed=seed, points_to_evaluate=[p for p, _ in prior] or None,
+                    evaluated_rewards=[v for _, v in prior] or None)
+
+
+def make_scheduler(search: Search, point: Trial) -> Any:
+    """ASHA over epochs on the search metric, or None (no pruning, or a point with too few epochs)."""
+    epochs = int(point.config.epochs or 0)
+    if search.asha is None or epochs <= search.asha.grace_period:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="epoch", metric=search.metric, mode=search.mode, max_t=epochs,
+                         grace_period=search.asha.grace_period, reduction_factor=search.asha.reduction_factor)
