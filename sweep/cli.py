@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from methods.cli import EXAMPLES, add_trial_arguments, guarded, run_from_args
+from sweep.estimate import DEFAULT_TFLOPS
 
 __all__ = ["main"]
 
@@ -74,6 +75,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"search: {spec.search.num_samples} trials around each of {len(plan.points)} grid points, "
               f"{to_sample} still to sample; {spec.search.mode} {spec.search.metric} over "
               f"{', '.join(spec.search.space)}" + (" (ASHA prunes)" if spec.search.asha else ""))
+    from sweep.estimate import sweep_hours
+
+    by_point = {p.id: p.config for p in plan.points}
+    left = [t.config for t in plan.todo] + [by_point[i] for i, n in plan.to_sample.items() for _ in range(n)]
+    every = [t.config for t in plan.trials] + [by_point[i] for i, n in plan.to_sample.items() for _ in range(n)]
+    print(f"compute: ~{sweep_hours(left, args.tflops):,.1f} GPU-hours to run, {sweep_hours(every, args.tflops):,.1f} "
+          f"in all, at {args.tflops:g} TFLOP/s achieved (--tflops; measure yours with bench/bench_mfu.py)")
     rows = [("axis", "value", "total", "finished", "to run")]
     todo = {t.id for t in plan.todo}
     for axis in sorted(spec.grid):
@@ -182,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     _spec_arguments(command("validate", "check a spec, its images, data and storage; run nothing", cmd_validate))
-    _spec_arguments(command("plan", "show the grid: trials in total, finished, to run, by axis", cmd_plan))
+    plan = command("plan", "show the grid: trials in total, finished, to run, by axis; the GPU-hours it needs",
+                   cmd_plan)
+    _spec_arguments(plan)
+    plan.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                      help=f"achieved TFLOP/s of one GPU for the estimate (default {DEFAULT_TFLOPS:g}: an H100 at "
+                      "~20%% of its bf16 peak)")
     run = command("run", "run every trial that is not finished yet (resume and extend by running again)", cmd_run)
     _spec_arguments(run)
     run.add_argument("--address", help="Ray cluster to join (HOST:PORT of its GCS, or 'auto'); default: start "

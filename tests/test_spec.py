@@ -118,3 +118,30 @@ fixed: {img_size: 64, patches_per_epoch: 100000, source: samples}
     out = capsys.readouterr().out
     assert "2000 trials - 0 finished, 0 diverged, 2000 to run" in out
     assert elapsed < 2.0, elapsed
+
+
+def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> None:
+    from methods import TrialConfig
+    from methods.alexnet import ARCHS
+    from sweep.estimate import _forward_flops, trial_cost
+
+    size, flops, channels = 224, 0.0, 3
+    for i, (out, k, stride, pad) in enumerate(ARCHS["big"]):  # conv MACs by hand; max-pool 3/2 after 1, 2, 5
+        size = (size + 2 * pad - k) // stride + 1
+        flops += 2 * size * size * out * channels * k * k
+        channels = out
+        if i in (0, 1):
+            size = (size - 3) // 2 + 1
+    assert _forward_flops("big", 224, 0) == pytest.approx(flops, rel=0.02)
+    common = {"probe_epochs": 0, "epochs": 10, "batch_size": 64}
+    rotnet, supervised = (trial_cost(TrialConfig(method=m, **common)) for m in ("rotnet", "supervised"))
+    assert rotnet.train_flops == pytest.approx(4 * supervised.train_flops)  # four rotations per patch
+    assert trial_cost(TrialConfig(method="random")).train_flops == 0.0
+
+
+def test_plan_prints_the_gpu_hours_of_a_paper_scale_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, "name: big\ngrid: {method: [rotnet, random], seed: [0, 1]}\nfixed: {probe_data: demo}\n")
+    assert main(["plan", str(path), "--storage", str(tmp_path / "r"), "--tflops", "100"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("compute:"))
+    hours = float(line.split("~")[1].split()[0].replace(",", ""))
+    assert 1.0 < hours < 20.0 and "at 100 TFLOP/s" in line  # two paper-protocol RotNet trials: a few GPU-hours
