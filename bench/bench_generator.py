@@ -67,14 +67,15 @@ def compare(source: torch.Tensor, size: int, batch: int, device: str, seconds: f
     pil = Image.fromarray(source.permute(1, 2, 0).numpy())
     workers = len(os.sched_getaffinity(0))
     gen = PatchGenerator([source], recipe, seed=0, device=device)
-    counter = iter(range(10**12))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     theirs, ours = [], []
     for _ in range(rounds):
         # A fresh loader per round, shut down before our arm runs: its workers prefetch in the
         # background and would otherwise compete with our arm for the cores.
         theirs.append(_pil_round(pil, recipe, batch, workers, seconds))
-        ours.append(_rate(lambda: gen.batch(0, next(counter) * batch, batch).shape[0], seconds, sync))
+        # The training path: an epoch's stream, every batch rendered into one reused buffer.
+        stream = gen.epoch_batches(len(ours), batch, batch * 100_000, reuse=True)
+        ours.append(_rate(lambda stream=stream: next(stream).shape[0], seconds, sync))
     return statistics.median(theirs), statistics.median(ours)
 
 

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -53,10 +53,23 @@ class Method(ABC):
         """One optimisation step; returns detached scalars, at least ``loss``."""
 
     def batches(self, epoch: int) -> Iterable[Any]:
-        """The epoch's batches; by default the trial's patches."""
+        """The epoch's batches; by default the trial's patches (see ``patch_batches``)."""
+        return self.patch_batches(epoch)
+
+    def patch_batches(self, epoch: int, indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """The trial's patches of ``epoch`` (its stream, or the patches numbered ``indices``), in batches.
+
+        From the patch generator every batch is rendered into one reused buffer, so a batch is only valid
+        until the next one is drawn. That is safe for ``train_epoch``, which drops each batch after its
+        step, as long as ``training_step`` keeps nothing that aliases its batch (RotNet, DeepCluster and
+        BiGAN only derive new tensors from it); a method that must keep batches draws its own.
+        """
         cfg = self.cfg
         assert cfg.batch_size is not None
-        return self.ctx.patches().epoch_batches(epoch, cfg.batch_size, cfg.patches_per_epoch)
+        source = self.ctx.patches()
+        if indices is None:
+            return source.epoch_batches(epoch, cfg.batch_size, cfg.patches_per_epoch, reuse=True)
+        return source.batches_at(epoch, indices, cfg.batch_size, reuse=True)
 
     def start_epoch(self, epoch: int) -> None:
         """Hook before an epoch's steps (DeepCluster re-clusters here)."""

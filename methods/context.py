@@ -25,11 +25,14 @@ __all__ = ["PatchSource", "TrialContext", "check_inputs", "pick_device"]
 
 
 class PatchSource(Protocol):
-    """Training images: a stream per epoch, or random access by index (a fixed data set)."""
+    """Training images: a stream per epoch, or random access by index (a fixed data set). ``reuse``: a
+    source may render every batch into one buffer, valid until the next batch is drawn."""
 
-    def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]: ...
+    def epoch_batches(self, epoch: int, batch_size: int, total: int, *, reuse: bool = False
+                      ) -> Iterator[torch.Tensor]: ...
 
-    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]: ...
+    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False
+                   ) -> Iterator[torch.Tensor]: ...
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,7 +1,8 @@
 """DeepCluster (Caron et al. 2018): cluster the features, train on the clusters as labels, repeat.
 
 Each epoch, as facebookresearch/deepcluster does: features of the whole data set from the current
-network (eval mode; the output of the FC layers before the top layer) -> PCA to ``pca_dim`` with
+network (eval mode; the output of the FC layers before the top layer, with their last ReLU left out as
+``main.py`` does before ``compute_features``) -> PCA to ``pca_dim`` with
 whitening -> L2 normalisation -> k-means with ``clusters`` centroids -> pseudo-labels -> a sample of
 ``patches_per_epoch`` images drawn uniformly over the non-empty clusters -> a freshly initialised top
 layer -> SGD (lr 0.05, momentum 0.9, weight decay 1e-5; the top layer has its own SGD without
@@ -79,18 +80,27 @@ class DeepCluster(Method):
         self._epoch: dict[str, float] = {}
 
     # ------------------------------------------------------------------ clustering
+    def cluster_head(self) -> nn.Module:
+        """The classifier without its final ReLU: the original clusters pre-activation fc7 features (its
+        ``main.py`` drops that ReLU before ``compute_features`` and appends it again for training), so PCA
+        sees signed values instead of a half-rectified, partly zero code. Shares the classifier's modules."""
+        layers = list(self.classifier)
+        if layers and isinstance(layers[-1], nn.ReLU):
+            return nn.Sequential(*layers[:-1])
+        return self.classifier
+
     def _features(self) -> torch.Tensor:
         cfg = self.cfg
         assert cfg.batch_size is not None
         self.trunk.eval()
         self.classifier.eval()
+        head = self.cluster_head()
         parts = []
         # bf16 on a GPU: 1.28M x 4096 features are 10 GB instead of 21 GB (PCA accumulates in float64).
         dtype = torch.bfloat16 if self.ctx.cuda else torch.float32
         with torch.inference_mode(), self.ctx.autocast():
-            indices = torch.arange(cfg.patches_per_epoch)
-            for x in self.ctx.patches().batches_at(0, indices, cfg.batch_size):
-                parts.append(self.classifier(self.trunk(self.ctx.prepare(x))).to(dtype))
+            for x in self.patch_batches(0, torch.arange(cfg.patches_per_epoch)):  # only its features are kept
+                parts.append(head(self.trunk(self.ctx.prepare(x))).to(dtype))
         self.trunk.train()
         self.classifier.train()
         return torch.cat(parts)
@@ -128,7 +138,7 @@ class DeepCluster(Method):
         cfg = self.cfg
         assert cfg.batch_size is not None
         labels = self.labels.to(self.ctx.device)
-        source = self.ctx.patches().batches_at(0, self.order, cfg.batch_size)
+        source = self.patch_batches(0, self.order)  # each x is only read by torch.where below
         positions = torch.arange(len(self.order)).split(cfg.batch_size)
         for pos, x in zip(positions, source, strict=True):
             flip = self.flips[pos].to(x.device).view(-1, 1, 1, 1)  # this epoch's flip of each drawn image

@@ -54,14 +54,17 @@ class FolderStream:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {base}")
         self.size, self.seed, self.device, self.workers = size, seed, device, workers
 
-    def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]:
-        """``total`` crops of the files in a fresh order each epoch (cycling when total > files)."""
+    def epoch_batches(self, epoch: int, batch_size: int, total: int, *, reuse: bool = False
+                      ) -> Iterator[torch.Tensor]:
+        """``total`` crops of the files in a fresh order each epoch (cycling when total > files); every
+        batch is new (decoded in workers), whatever ``reuse`` says."""
         n = len(self.files)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-total // n))])[:total]
         yield from self._load(order, self._keys(epoch, torch.arange(total)), batch_size)
 
-    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False
+                   ) -> Iterator[torch.Tensor]:
         """Crops number ``indices`` (file ``i % files``), each seeded by (seed, epoch, i)."""
         yield from self._load(indices % len(self.files), self._keys(epoch, indices), batch_size)
 

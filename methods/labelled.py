@@ -10,12 +10,14 @@ Accepted forms (all local; nothing is downloaded):
   * a torchvision CIFAR-10 root (a folder holding ``cifar-10-batches-py``).
 
 Small sets are decoded once into a uint8 tensor at the probe size; large image folders are streamed
-through a DataLoader with the protocol's random-resized crop + flip.
+through a DataLoader with the protocol's random-resized crop + flip. For in-memory sets the same crop
++ flip is one batched resampling pass on the device (``random_resized_crops``), asked for with ``crop``.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import random
 import tarfile
@@ -31,11 +33,53 @@ from PIL import Image
 from methods.errors import InputError
 from methods.sources import IMAGE_SUFFIXES, SAMPLES, _load_sample, load_image_file
 
-__all__ = ["LabelledData", "Split", "load_labelled", "locate_labelled"]
+__all__ = ["LabelledData", "Split", "load_labelled", "locate_labelled", "random_resized_crops"]
 
 # Decode into memory when the split's images at the probe size stay under this many bytes.
 IN_MEMORY_BYTES = 4 << 30
 _VAL_DIRS = ("val", "test")
+# torchvision's RandomResizedCrop defaults, which the paper's probe code trains with (paper.md 3.1).
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_CROP_ATTEMPTS = 10
+
+
+def random_resized_crops(
+    x: torch.Tensor,
+    flip: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = CROP_SCALE,
+    ratio: tuple[float, float] = CROP_RATIO,
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop (+ the given horizontal flips) for a whole batch in one pass.
+
+    Per sample: area in ``scale`` of the image and log-uniform aspect in ``ratio``, the first of 10
+    tries that fits, else the whole image; position uniform. Draws come from ``generator`` on the CPU
+    (the same crops on every device); the crop, resize back to the input size and flip are a single
+    bilinear ``grid_sample`` on ``x``'s device. Crops are never larger than the image, so the resize
+    only enlarges and needs no antialiasing.
+    """
+    n, _, height, width = x.shape
+    u = torch.rand(2, n, _CROP_ATTEMPTS, generator=generator, dtype=torch.float64)
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[0])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[1])
+    w_try, h_try = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+    fits = (w_try <= width) & (h_try <= height)
+    first = fits.to(torch.int64).argmax(1, keepdim=True)
+    found = fits.any(1)
+    w = torch.where(found, w_try.gather(1, first).squeeze(1), float(width))
+    h = torch.where(found, h_try.gather(1, first).squeeze(1), float(height))
+    corner = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    left, top = corner[:, 0] * (width - w), corner[:, 1] * (height - h)
+    # Output [-1, 1] -> the crop's span in input coordinates (align_corners=False); a flip negates x.
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = torch.where(flip.cpu(), -w / width, w / width)
+    theta[:, 0, 2] = (2 * left + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 @dataclass
@@ -57,9 +101,15 @@ class Split:
         *,
         shuffle_seed: int | None = None,
         augment: bool = False,
+        crop: bool = False,
         workers: int = 0,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(images in [0, 1] on ``device``, labels) batches; ``augment`` adds flips (+ crops when streamed)."""
+        """(images in [0, 1] on ``device``, labels) batches.
+
+        ``augment`` adds random flips; with ``crop`` too, in-memory images also get the protocol's
+        random-resized crop (what the probe trains with). Files streamed from disk always get crop +
+        flip when augmented. Without ``augment`` the images are the stored centre views.
+        """
         order = torch.arange(len(self))
         if shuffle_seed is not None:
             order = torch.randperm(len(self), generator=torch.Generator().manual_seed(shuffle_seed))
@@ -70,8 +120,12 @@ class Split:
             idx = order[start : start + batch_size]
             x = self.images[idx].to(device, non_blocking=True).float().div_(255.0)
             if augment:
-                flip = torch.rand(len(idx), generator=torch.Generator().manual_seed(int(idx[0]))) < 0.5
-                x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
+                generator = torch.Generator().manual_seed(int(idx[0]))
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                if crop:
+                    x = random_resized_crops(x, flip, generator)
+                else:
+                    x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
             yield x, self.labels[idx].to(device)
 
     def _stream(

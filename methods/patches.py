@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from methods.augment import FULL
 from methods.colour import colour_jitter
 
-__all__ = ["PatchGenerator", "PatchParams", "PatchRecipe", "uniforms"]
+__all__ = ["PatchGenerator", "PatchParams", "PatchRecipe", "sample_params", "uniforms"]
 
 _MASK32 = 0xFFFFFFFF
 _ATTEMPTS = 10  # random-resized-crop tries before clamping (failure odds per try are < 10 %)
@@ -305,21 +305,40 @@ class PatchGenerator:
     def batch(self, epoch: int, start: int, size: int) -> torch.Tensor:
         return self.render(self.params(epoch, start, size))
 
-    def epoch_batches(self, epoch: int, batch_size: int, total: int) -> Iterator[torch.Tensor]:
-        """The epoch's ``total`` patches in batches (the last one may be smaller)."""
-        return self.batches_at(epoch, torch.arange(total), batch_size)
+    def epoch_batches(self, epoch: int, batch_size: int, total: int, *, reuse: bool = False) -> Iterator[torch.Tensor]:
+        """The epoch's ``total`` patches in batches (the last one may be smaller); ``reuse``: see ``batches_at``."""
+        return self.batches_at(epoch, torch.arange(total), batch_size, reuse=reuse)
 
-    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-        """Patches number ``indices`` of ``epoch``, in that order, in batches."""
+    def batches_at(
+        self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Patches number ``indices`` of ``epoch``, in that order, in batches.
+
+        ``reuse=True`` renders every batch into one buffer, so a batch is overwritten when the next one
+        is drawn: only for a consumer that drops each batch before asking for the next (the training
+        loop). It saves a fresh (B, 3, S, S) allocation per batch, ~11 % of a batch at 224 px on the CPU.
+        """
+        buffer: torch.Tensor | None = None
         for chunk in indices.split(batch_size):
-            yield self.render(sample_params(self.recipe, self.sizes, self.seed, epoch, chunk))
+            params = sample_params(self.recipe, self.sizes, self.seed, epoch, chunk)
+            if not reuse:
+                yield self.render(params)
+                continue
+            if buffer is None:
+                buffer = self._empty(len(chunk))
+            yield self.render(params, out=buffer[: len(chunk)])
 
-    def render(self, params: PatchParams) -> torch.Tensor:
+    def _empty(self, n: int) -> torch.Tensor:
+        s = self.recipe.size
+        return torch.empty(n, 3, s, s, device=self.device)
+
+    def render(self, params: PatchParams, out: torch.Tensor | None = None) -> torch.Tensor:
         """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device.
 
         One resampling pass and one colour pass over the batch. On the CPU they run chunk by chunk
         (cache-sized, no full-batch temporaries), over the samples sorted so that those needing the
-        fill mask and those being jittered come together.
+        fill mask and those being jittered come together. ``out``, if given, receives every element
+        (the rows are a permutation of the batch) and is returned.
         """
         theta, frame, needs_mask = self._maps(params)
         device, n, s = self.device, len(params), self.recipe.size
@@ -327,7 +346,10 @@ class PatchGenerator:
         factors, order = params.factors.to(device, torch.float32), params.order.to(device)
         rows_sorted = torch.argsort(jitter.long() * 2 + needs_mask.long(), stable=True)
         chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
-        out = torch.empty(n, 3, s, s, device=device)
+        if out is None:
+            out = self._empty(n)
+        elif out.shape != (n, 3, s, s) or out.device.type != device.type or out.dtype != torch.float32:
+            raise ValueError(f"out must be float32 {(n, 3, s, s)} on {device}, got {out.dtype} {tuple(out.shape)}")
         for rows in rows_sorted.split(chunk):
             patch = self._resample(theta[rows], frame[rows] if bool(needs_mask[rows].any()) else None)
             if bool(jitter[rows].any()):

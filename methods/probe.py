@@ -8,7 +8,9 @@ layer; summed cross-entropy; SGD with the step schedule 10/20/30 of 36 epochs, r
 
 When the pooled features of the probe set fit in memory they are extracted once and the heads train
 on the cache (the trunk then runs once per image instead of once per epoch; the protocol's random
-crop + flip is then replaced by the centre view). Otherwise features are streamed every epoch.
+crop + flip is then replaced by the centre view). Otherwise features are streamed every epoch from
+training images with the protocol's random-resized crop + flip (batched on the device for in-memory
+sets). Evaluation always sees the centre view.
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ def _train_heads(trunk: AlexNet, data: LabelledData, settings: ProbeSettings,
             batches = cache.batches(settings.batch_size, seed)
         else:
             batches = ((_features(trunk, x, sides), y) for x, y in data.train.batches(
-                settings.batch_size, device, shuffle_seed=seed, augment=True, workers=settings.workers))
+                settings.batch_size, device, shuffle_seed=seed, augment=True, crop=True, workers=settings.workers))
         total, count = 0.0, 0
         for feats, y in batches:
             logits = heads(feats)

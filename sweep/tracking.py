@@ -117,9 +117,10 @@ class Tracker:
     def _open(self, spec_text: str | None, running: bool) -> bool:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        for name in ("mlflow", "alembic"):  # their INFO lines (table creation, migrations) are not ours to show
-            logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # their INFO lines (table creation, migrations) are not ours to show
+            logging.getLogger(name).setLevel(logging.WARNING)  # (after the import, which sets them up)
 
         self.client = MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(self.spec.name)

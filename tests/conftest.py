@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from methods import Method, TrialConfig
 
@@ -76,3 +77,37 @@ def failing(base: type[Method], name: str, from_epoch: int, **overrides: float) 
 
     Failing.name = name
     return Failing
+
+
+def poisoning(base: type[Method], name: str, from_epoch: int) -> type[Method]:
+    """A subclass of ``base`` that really breaks its trunk from epoch ``from_epoch`` on: after each step
+    it fills the first trainable conv weight with NaN, so the next forward's loss is non-finite (a real
+    divergence, not an injected metric)."""
+
+    class Poisoning(base):  # type: ignore[valid-type, misc]
+        def start_epoch(self, epoch: int) -> None:
+            super().start_epoch(epoch)
+            self.epoch_now = epoch
+
+        def training_step(self, batch: object) -> dict[str, torch.Tensor]:
+            out = super().training_step(batch)
+            if self.epoch_now >= from_epoch:
+                conv = next(m for m in self.trunk.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad)
+                with torch.no_grad():
+                    conv.weight.fill_(float("nan"))
+            return out
+
+    Poisoning.name = name
+    return Poisoning
+
+
+def build_method(config: TrialConfig) -> Method:
+    """The method of ``config`` on the CPU with its trunk, as ``run_trial`` builds it (no training yet)."""
+    from methods import METHODS
+    from methods.alexnet import AlexNet
+    from methods.context import TrialContext
+
+    cfg = config.resolved()
+    torch.manual_seed(cfg.seed)
+    trunk = AlexNet(cfg.arch, sobel=bool(cfg.sobel))
+    return METHODS[cfg.method](trunk, TrialContext(cfg, torch.device("cpu")))

@@ -5,10 +5,11 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import failing, tiny
+from conftest import build_method, failing, tiny
 
 from methods import METHODS, run_trial
 from methods.bigan import BiGAN, Generator, JointDiscriminator
+from methods.deepcluster import DeepCluster
 
 
 def test_tiny_deepcluster_keeps_several_clusters_and_probes() -> None:
@@ -58,3 +59,34 @@ def test_bigan_failures_end_the_trial_as_diverged_with_metrics_kept(
     if kept:
         assert math.isfinite(result.history[0]["train.d_loss"])
     assert finals[-1]["diverged"] == 1.0 and "probe.conv1.top1" in finals[-1]
+
+
+def test_deepcluster_clusters_pre_relu_features_and_trains_through_the_relu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As facebookresearch/deepcluster's main.py: PCA gets fc7 without its last ReLU (signed values),
+    while the training path keeps the ReLU before the top layer."""
+    import methods.deepcluster as deepcluster
+
+    method = build_method(tiny(method="deepcluster", patches_per_epoch=64))
+    assert isinstance(method, DeepCluster)
+    seen: list[torch.Tensor] = []
+    real = deepcluster.pca_whiten
+    monkeypatch.setattr(deepcluster, "pca_whiten", lambda x, dim: seen.append(x.clone()) or real(x, dim))
+    method.start_epoch(0)
+    (features,) = seen
+    assert features.shape == (64, 64) and float(features.min()) < 0.0  # pre-ReLU
+    # They are the classifier's eval-mode output before its final ReLU.
+    first = next(method.ctx.patches().batches_at(0, torch.arange(32), 32))
+    method.trunk.eval()
+    method.classifier.eval()
+    with torch.no_grad():
+        rectified = method.classifier(method.trunk(first))
+    assert torch.allclose(features[:32].clamp(min=0.0), rectified, atol=1e-5)
+    # Training: the top layer sees rectified features; the classifier still ends in its ReLU.
+    method.trunk.train()
+    method.classifier.train()
+    inputs: list[torch.Tensor] = []
+    method.top_layer.register_forward_hook(lambda module, args, out: inputs.append(args[0].detach().clone()))
+    metrics = method.training_step(next(iter(method.batches(0))))
+    assert math.isfinite(float(metrics["loss"]))
+    assert float(inputs[0].min()) == 0.0 and float(inputs[0].max()) > 0.0
+    assert isinstance(method.classifier[-1], torch.nn.ReLU) and len(method.state_dict()["classifier"]) == 4

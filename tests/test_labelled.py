@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from methods.errors import InputError
-from methods.labelled import load_labelled
+from methods.labelled import Split, load_labelled, random_resized_crops
 from methods.sources import SAMPLES
 
 
@@ -97,3 +97,41 @@ def test_bad_labelled_data_gives_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "train" / "a").mkdir(parents=True)
     with pytest.raises(InputError, match="ImageFolder layout"):
         load_labelled(str(tmp_path), 64)
+
+
+def _stacked(split: Split, seed: int, **flags: bool) -> torch.Tensor:
+    return torch.cat([x for x, _ in split.batches(16, torch.device("cpu"), shuffle_seed=seed, **flags)])
+
+
+def test_probe_training_crops_in_memory_images_and_evaluation_sees_the_centre_view() -> None:
+    """The streamed probe's training batches of an in-memory set get random-resized crop + flip (the
+    protocol), seeded; flips alone are what the supervised baseline keeps; without augment: stored views."""
+    split = load_labelled("demo", 64, train_limit=64, val_limit=16).train
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(3))
+    plain = split.images[order].float() / 255.0
+    cropped = _stacked(split, 3, augment=True, crop=True)
+    assert cropped.shape == plain.shape and float(cropped.min()) >= 0.0 and float(cropped.max()) <= 1.0
+    nearest = torch.minimum((cropped - plain).abs().mean((1, 2, 3)), (cropped - plain.flip(-1)).abs().mean((1, 2, 3)))
+    assert float((nearest > 0.01).float().mean()) > 0.9  # more than a flip: a different view of the image
+    assert torch.equal(cropped, _stacked(split, 3, augment=True, crop=True))  # deterministic for a seed
+    other_order = torch.randperm(len(split), generator=torch.Generator().manual_seed(4))
+    other = _stacked(split, 4, augment=True, crop=True)[torch.argsort(other_order)]
+    assert not torch.allclose(cropped[torch.argsort(order)], other, atol=1e-3)  # another seed, other crops
+    flipped = _stacked(split, 3, augment=True)
+    assert all(torch.equal(a, p) or torch.equal(a, p.flip(-1)) for a, p in zip(flipped, plain, strict=True))
+    assert torch.equal(torch.cat([x for x, _ in split.batches(16, torch.device("cpu"))]), split.images / 255.0)
+
+
+def test_random_resized_crops_geometry() -> None:
+    """Full-size square crops are the images (flipped where asked); quarter-area crops span half the image."""
+    x = torch.rand(6, 3, 32, 32)
+    flip = torch.tensor([True, False] * 3)
+    same = random_resized_crops(x, flip, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    assert torch.allclose(same, torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x), atol=1e-5)
+    ramp = ((torch.arange(32) + 0.5) / 32).expand(6, 3, 32, 32)  # value = column centre / width
+    half = random_resized_crops(ramp, flip, torch.Generator().manual_seed(1), scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    rows = half[:, 0, 0]
+    span = (rows[:, -1] - rows[:, 0]).abs()
+    assert torch.allclose(span, torch.full((6,), 0.5 * 31 / 32), atol=1e-5)  # a 16 px wide crop, enlarged to 32
+    assert bool(((rows[:, -1] < rows[:, 0]) == flip).all())
+    assert float(half.min()) >= 0.5 / 32 - 1e-6 and float(half.max()) <= 31.5 / 32 + 1e-6

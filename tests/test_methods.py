@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import failing, tiny
+from conftest import build_method, failing, poisoning, tiny
 
 from methods import METHODS, InputError, TrialConfig, get_method, list_methods, run_trial
 from methods.alexnet import TAPS
@@ -87,3 +87,40 @@ def test_probes_during_training_are_reported_and_leave_training_unchanged() -> N
     assert 0 < probed.history[0]["probe.conv3.top1"] <= 100
     assert [h["train.loss"] for h in probed.history] == [h["train.loss"] for h in plain.history]
     assert probed.probe == plain.probe
+
+
+def test_nan_weights_end_the_trial_as_diverged_and_the_epoch_1_trunk_is_probed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real divergence: epoch 2 fills a conv weight with NaN. The trial keeps epoch 1's state, probes
+    it with finite results, and the final trunk.pt is bit-identical to epoch 1's checkpointed trunk."""
+    monkeypatch.setitem(METHODS, "poisoned", poisoning(RotNet, "poisoned", from_epoch=1))
+    checkpoints: list[dict[str, Any]] = []
+    finals: list[dict[str, torch.Tensor]] = []
+
+    def report(metrics: Any, directory: str | None) -> None:
+        assert directory is not None
+        if "final" in metrics:
+            finals.append(torch.load(Path(directory) / TRUNK_FILE, weights_only=False))
+        else:
+            checkpoints.append(torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False))
+
+    result = run_trial(tiny(method="poisoned", epochs=3), report=report)
+    assert result.status == "diverged" and "non-finite loss" in result.message
+    assert result.epochs_done == 1 and len(checkpoints) == 1 and len(finals) == 1
+    good, final = checkpoints[0]["method"]["trunk"], finals[0]
+    assert final.keys() == good.keys() and all(torch.equal(final[k], good[k]) for k in good)  # NaN != NaN
+    assert set(result.probe) == set(TAPS)
+    assert all(math.isfinite(v["top1"]) and math.isfinite(v["top5"]) for v in result.probe.values())
+
+
+def test_training_batches_share_one_buffer_and_equal_fresh_patches() -> None:
+    """The training loop opts into the generator's reused output buffer; the patches stay the same."""
+    method = build_method(tiny(method="rotnet", patches_per_epoch=80))
+    pointers, batches = [], []
+    for batch in method.batches(1):
+        pointers.append(batch.data_ptr())
+        batches.append(batch.clone())
+    assert len(set(pointers)) == 1 and [len(b) for b in batches] == [32, 32, 16]
+    fresh = method.ctx.patches().epoch_batches(1, 32, 80)
+    assert all(torch.equal(a, b) for a, b in zip(batches, fresh, strict=True))

@@ -1,5 +1,8 @@
 """The batched generator: determinism, every switch, range/device, and fidelity to the PIL recipe."""
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,7 @@ from PIL import Image
 from methods.augment import AUGMENTATIONS, FULL, PRESETS, parse_augment
 from methods.colour import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
 from methods.errors import InputError
-from methods.patches import PatchGenerator, PatchRecipe
+from methods.patches import PatchGenerator, PatchParams, PatchRecipe, sample_params
 from methods.pil_recipe import render_reference
 from methods.sources import resolve_sources
 
@@ -142,3 +145,64 @@ def test_several_sources_are_all_used() -> None:
     params = gen.params(0, 0, 64)
     assert set(params.source.tolist()) == {0, 1, 2}
     assert gen.batch(0, 0, 64).shape == (64, 3, 64, 64)
+
+
+def _spans(values: torch.Tensor, lo: float, hi: float, reach: float, eps: float = 1e-9) -> bool:
+    """All values lie in [lo, hi], and both ends are reached to within ``reach``."""
+    low, high = float(values.min()), float(values.max())
+    return lo - eps <= low < lo + reach and hi - reach < high <= hi + eps
+
+
+def _inside(inner: torch.Tensor, outer: torch.Tensor, eps: float = 1e-9) -> bool:
+    """Boxes (x, y, w, h) of ``inner`` lie inside those of ``outer``."""
+    starts = inner[:, :2] >= outer[:, :2] - eps
+    ends = inner[:, :2] + inner[:, 2:] <= outer[:, :2] + outer[:, 2:] + eps
+    return bool(starts.all() & ends.all())
+
+
+def test_sampled_parameters_cover_the_released_recipe_ranges(astronaut: torch.Tensor) -> None:
+    """The sampler's own draws, over many patches, against the released script's ranges. (The fidelity
+    test renders these same parameters, so a wrong range would pass it.)"""
+    recipe, n = PatchRecipe(size=64), 20_000
+    sizes = [(480, 640), (1920, 2560), (301, 200)]
+    p = sample_params(recipe, sizes, seed=11, epoch=2, index=torch.arange(n))
+    hw = torch.tensor(sizes, dtype=torch.float64)[p.source]
+    # Initial crop: a square of 0.5 x the short side, inside the photo.
+    side = torch.floor(0.5 * hw.min(dim=1).values)
+    assert torch.equal(p.base[:, 2], side) and torch.equal(p.base[:, 3], side)
+    photo = torch.stack([torch.zeros(n), torch.zeros(n), hw[:, 1], hw[:, 0]], dim=1).double()
+    assert _inside(p.base, photo)
+    # Random-resized crop inside it: area 1/500..1 of it, aspect 3/4..4/3, both ends reached.
+    assert _inside(p.box, p.base)
+    area = p.box[:, 2] * p.box[:, 3] / side**2
+    assert _spans(area, 1 / 500, 1.0, reach=0.1) and float(area.min()) < 0.01
+    assert _spans(p.box[:, 2] / p.box[:, 3], 3 / 4, 4 / 3, reach=0.03)
+    # Rotation and shear within +-30 degrees, spread over the range.
+    for degrees in (p.angle, p.shear):
+        assert _spans(degrees, -30.0, 30.0, reach=5.0) and abs(float(degrees.mean())) < 1.0
+    # Colour jitter applied with p = 0.5 (within 4 binomial standard deviations), factors in their ranges.
+    tolerance = 4 * math.sqrt(0.25 / n)
+    assert abs(float(p.jitter.double().mean()) - 0.5) < tolerance
+    assert abs(float(p.hflip.double().mean()) - 0.5) < tolerance and not bool(p.vflip.any())  # the full preset
+    assert all(_spans(p.factors[:, k], 0.6, 1.4, reach=0.01) for k in range(3))  # brightness, contrast, saturation
+    assert _spans(p.factors[:, 3], -0.1, 0.1, reach=0.001)  # hue
+    assert torch.equal(p.order.sort(dim=1).values, torch.arange(4).expand(n, 4))  # a permutation of the 4 ops
+    # The generator renders exactly what this sampler draws.
+    gen = make(astronaut, seed=11)
+    mine, theirs = gen.params(2, 100, 64), sample_params(gen.recipe, gen.sizes, 11, 2, torch.arange(100, 164))
+    assert all(torch.equal(getattr(mine, f.name), getattr(theirs, f.name)) for f in dataclasses.fields(PatchParams))
+
+
+def test_reused_output_buffer_is_opt_in_and_bit_identical(astronaut: torch.Tensor) -> None:
+    gen = make(astronaut, seed=4)
+    fresh = list(gen.epoch_batches(1, 16, 40))
+    assert len({b.data_ptr() for b in fresh}) == 3  # by default a caller may keep every batch
+    reused, pointers = [], []
+    for batch in gen.epoch_batches(1, 16, 40, reuse=True):
+        pointers.append(batch.data_ptr())
+        reused.append(batch.clone())
+    assert len(set(pointers)) == 1 and [len(b) for b in reused] == [16, 16, 8]
+    assert all(torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))
+    order = torch.tensor([5, 39, 0, 17, 17, 2])
+    kept = [b.clone() for b in gen.batches_at(1, order, 4, reuse=True)]
+    assert torch.equal(torch.cat(kept), torch.cat(fresh)[order])

@@ -1,10 +1,11 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from methods.alexnet import AlexNet
-from methods.labelled import load_labelled
+from methods.labelled import Split, load_labelled
 from methods.probe import ProbeSettings, _features, pooled_sides, run_probe
 
 CPU = torch.device("cpu")
@@ -71,3 +72,26 @@ def test_a_probe_that_touched_the_trunk_is_caught(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(probe, "_features", leaky)
     with pytest.raises(RuntimeError, match="changed the frozen trunk"):
         run_probe(AlexNet("big"), data, ProbeSettings(epochs=1, batch_size=32), CPU)
+
+
+@pytest.mark.parametrize(("cache", "train_crops"), [("never", True), ("always", False)])
+def test_streamed_probe_trains_on_crops_and_evaluates_centre_views(
+    monkeypatch: pytest.MonkeyPatch, cache: str, train_crops: bool
+) -> None:
+    """Streaming over an in-memory set trains with random-resized crop + flip (the protocol); the cache
+    is extracted from centre views; the held-out split is always read as centre views."""
+    data = load_labelled("demo", 64, train_limit=64, val_limit=32)
+    calls: list[tuple[str, bool, bool]] = []
+    real = Split.batches
+
+    def recording(self: Split, *args: Any, **kwargs: Any) -> Any:
+        name = "train" if self is data.train else "val"
+        calls.append((name, bool(kwargs.get("augment")), bool(kwargs.get("crop"))))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Split, "batches", recording)
+    run_probe(AlexNet("big"), data, ProbeSettings(epochs=2, batch_size=32, cache=cache), CPU)
+    train = {(a, c) for name, a, c in calls if name == "train"}
+    assert train == ({(True, True)} if train_crops else {(False, False)})
+    assert {(a, c) for name, a, c in calls if name == "val"} == {(False, False)}
+    assert sum(name == "train" for name, _, _ in calls) == (2 if train_crops else 1)
