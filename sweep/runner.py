@@ -170,6 +170,9 @@ def connect(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Probe metrics come only at probe epochs: a search or ASHA must accept results without them.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Trials run where the driver runs, so relative paths in a spec (source: ./photo.jpg) mean what they
+    # mean to `validate`; Tune would otherwise move each trial into its own folder.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}

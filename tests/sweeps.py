@@ -54,8 +54,9 @@ storage: {storage}
     return path
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], cwd=REPO, env=env or sweep_env(),
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+        cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], cwd=cwd, env=env or sweep_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 

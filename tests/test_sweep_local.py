@@ -110,3 +110,16 @@ def test_a_killed_driver_resumes_from_checkpoints_without_rerunning_finished_tri
     assert record["status"] == "finished" and record["attempts"] == 2
     assert record["resumed_from"] == [record["resumed_from"][0]] and record["resumed_from"][0] >= 2
     assert record["result"]["epochs_done"] == 4  # continued, not restarted: 4 epochs in all
+
+
+def test_relative_paths_in_a_spec_mean_the_same_to_the_trials_as_to_validate(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (96, 96), (200, 120, 40)).save(tmp_path / "photo.png")
+    spec = noop_spec(tmp_path / "s.yaml", "relative", [0], "results", extra="")
+    spec.write_text(spec.read_text().replace("device: cpu", "device: cpu\n  source: ./photo.png"))
+    assert cli("validate", "s.yaml", cwd=tmp_path).returncode == 0
+    done = cli("run", "s.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = [json.loads(b) for b in _records(tmp_path / "results" / "relative").values()]
+    assert record["status"] == "finished" and record["config"]["source"] == "./photo.png"
