@@ -1,6 +1,6 @@
 """Grid -> trials: the cartesian product minus exclusions, each with a stable id.
 
-A trial's id is a short hash of its *explicit* values (grid + fixed, canonicalised): reordering keys or
+A trial's id is a short hash of its *explicit* values (grid + fixed + per-method, canonicalised): reordering keys or
 axis values changes no id, changing a value does, and a default added to the code later does not
 change old ids (the resolved config, defaults included, is stored with each result instead).
 """
@@ -56,7 +56,8 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
                 raise InputError(f"{where}: grid.{axis}[{i}] = {value!r}: {err}") from None
     trials, seen = [], set()
     for combo in itertools.product(*(spec.grid[a] for a in axes)):
-        values = canonical({**spec.fixed, **dict(zip(axes, combo, strict=True))})
+        values = {**spec.fixed, **dict(zip(axes, combo, strict=True))}
+        values = canonical({**values, **spec.per_method.get(values.get("method", TrialConfig.method), {})})
         if any(_matches(rule, values) for rule in spec.exclude):
             continue
         try:

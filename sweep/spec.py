@@ -6,6 +6,8 @@
       num_images: [1, 10]
       seed: [0, 1, 2]
     fixed: {img_size: 64, epochs: 10} # every other trial-config field, the same for all trials
+    per_method:                       # fixed values for one method only (over `fixed`)
+      bigan: {epochs: 5}
     exclude:                          # drop the combinations that match every key of a rule
       - {method: bigan, num_images: [10]}
     resources: {cpu: 1, gpu: 0.25}   # per trial; fractions pack trials onto one GPU
@@ -119,6 +121,7 @@ class SweepSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     grid: dict[str, list[Any]]
     fixed: dict[str, Any] = Field(default_factory=dict)
+    per_method: dict[str, dict[str, Any]] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     storage: str | None = None
@@ -146,11 +149,27 @@ class SweepSpec(BaseModel):
         _check_fields(list(fixed))
         return fixed
 
+    @field_validator("per_method")
+    @classmethod
+    def _per_method(cls, per_method: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for values in per_method.values():
+            _check_fields(list(values))
+            if "method" in values:
+                raise ValueError("cannot set `method` per method")
+        return per_method
+
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:
         both = sorted(set(self.grid) & set(self.fixed))
         if both:
             raise ValueError(f"{both[0]!r} is both a grid axis and a fixed value")
+        methods = self.grid.get("method", [self.fixed.get("method", TrialConfig.method)])
+        for method, values in self.per_method.items():
+            if method not in methods:
+                raise ValueError(f"per_method.{method}: not a method of this sweep ({', '.join(methods)})")
+            axes = sorted(set(values) & set(self.grid))
+            if axes:
+                raise ValueError(f"per_method.{method}.{axes[0]} is a grid axis: a per-method value would merge trials")
         if self.search is not None:
             searched = sorted(set(self.search.space) & (set(self.grid) | set(self.fixed)))
             if searched:

@@ -54,6 +54,16 @@ name: ids
     assert trial_id({"lr": 1}) == trial_id({"lr": 1.0})  # an int written for a float is the same value
 
 
+def test_per_method_values_apply_to_that_method_only(tmp_path: Path) -> None:
+    trials = expand(load_spec(_write(tmp_path, BASE + "per_method: {rotnet: {epochs: 3, lr: 0.05}}\n")))
+    by_method = {t.values["method"]: t for t in trials}
+    assert by_method["rotnet"].config.epochs == 3 and by_method["rotnet"].config.lr == 0.05
+    assert by_method["random"].values["lr"] == 0.01 and "epochs" not in by_method["random"].values
+    plain = {t.id for t in expand(load_spec(_write(tmp_path, BASE, "plain.yaml")))}
+    assert {t.id for t in trials if t.values["method"] == "random"} <= plain  # the other method's ids stay
+    assert not {t.id for t in trials if t.values["method"] == "rotnet"} & plain
+
+
 def test_exclude_rules_drop_matching_trials(tmp_path: Path) -> None:
     text = BASE + "exclude:\n  - {method: random, seed: [1]}\n"
     trials = expand(load_spec(_write(tmp_path, text)))
@@ -74,6 +84,9 @@ def test_exclude_rules_drop_matching_trials(tmp_path: Path) -> None:
         (BASE + "exclude:\n  - {flavour: x}\n", "not a grid axis or fixed value"),
         ("grid: {seed: [0]}\n", "name: required key is missing"),
         (BASE + "resources: {gpus: 1}\n", "resources.gpus: unknown key"),
+        (BASE + "per_method: {bigan: {epochs: 2}}\n", "per_method.bigan: not a method of this sweep (rotnet, random)"),
+        (BASE + "per_method: {rotnet: {seed: 2}}\n", "per_method.rotnet.seed is a grid axis"),
+        (BASE + "per_method: {rotnet: {epochz: 2}}\n", "unknown trial-config field 'epochz'"),
         (BASE + "search: {num_samples: 2, space: {momentum: {low: 0.9, high: 0.1}}}\n",
          "search.space.momentum: needs `low` < `high`"),
         (BASE + "search: {num_samples: 2, space: {momentum: {low: 0, high: 1, log: true}}}\n",
