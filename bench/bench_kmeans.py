@@ -6,6 +6,7 @@ speed of the implementation, not of a different algorithm.
 
     python bench/bench_kmeans.py                      # N=50k, d=256, k=1000, 20 iterations
     python bench/bench_kmeans.py --n 1281167 --k 10000   # DeepCluster's size (GPU)
+    python bench/bench_kmeans.py --smoke              # seconds, tiny (CI)
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--skip-sklearn-above", type=int, default=200_000,
                         help="only time scikit-learn up to this N (it takes minutes beyond)")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.d, args.k, args.iters = 2000, 32, 20, 3
 
     cores = len(os.sched_getaffinity(0))
-    torch.set_num_threads(cores)
+    torch.set_num_threads(1 if args.smoke else cores)  # smoke runs share a CI machine: no oversubscription
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name() if device == "cuda" else "none"
     print(f"machine: {platform.machine()}, {cores} cores, GPU: {gpu}; torch {torch.__version__}")

@@ -7,6 +7,7 @@ storage. Target: <= 0.5 s of overhead per trial.
 
     python bench/bench_platform.py              # 100 trials
     python bench/bench_platform.py --trials 400
+    python bench/bench_platform.py --smoke      # 4 trials (CI); still starts Ray (~10 s)
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ FIXED = {"method": "noop", "arch": "small", "epochs": 1, "probe_epochs": 0, "dev
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="4 trials (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.trials = 4
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.machine()}, {cores} cores; {args.trials} no-op trials (1 epoch, checkpointed)")
 

@@ -7,6 +7,7 @@ puts it at 0.3-0.5x a RotNet step.
 
     python bench/bench_steps.py                  # 64 px, batch 64
     python bench/bench_steps.py --size 128 --batch 128
+    python bench/bench_steps.py --smoke          # seconds, tiny (CI)
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    if args.smoke:
+        args.size, args.batch, args.seconds = 64, 4, 0.5
+    # Smoke runs share a CI machine: one thread avoids the stalls of oversubscribed thread pools.
+    torch.set_num_threads(1 if args.smoke else len(os.sched_getaffinity(0)))
     device = pick_device("auto")
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none"
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, GPU: {gpu}; torch {torch.__version__}")
-    print(f"{args.size} px, batch {args.batch}, {args.seconds:.0f} s per method")
+    print(f"{args.size} px, batch {args.batch}, {args.seconds:g} s per method")
     rotnet, bigan = (rate(name, args.size, args.batch, args.seconds) for name in ("rotnet", "bigan"))
     print(f"rotnet  {rotnet:9.1f} patches/s")
     print(f"bigan   {bigan:9.1f} patches/s")
