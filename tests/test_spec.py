@@ -27,6 +27,24 @@ def _write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     return path
 
 
+# trial-quickstart.yaml is one trial's config (monosweep trial --config), not a sweep
+SWEEP_EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml") if p.name != "trial-quickstart.yaml")
+
+
+@pytest.mark.parametrize("example", SWEEP_EXAMPLES, ids=lambda p: p.name)
+def test_every_example_spec_loads_and_expands(example: Path) -> None:
+    trials = expand(load_spec(example))
+    assert trials and len({t.id for t in trials}) == len(trials)
+
+
+def test_the_paper_grid_plans_its_rows_and_gpu_hours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(REPO / "examples" / "paper.yaml"), "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "87 trials" in out
+    hours = float(out.split("compute: ~")[1].split()[0].replace(",", ""))
+    assert 100 < hours < 5000  # hundreds of GPU-hours: a cluster job, as the paper's grid is
+
+
 def test_quickstart_spec_expands() -> None:
     spec = load_spec(REPO / "examples" / "quickstart.yaml")
     trials = expand(spec)
