@@ -79,7 +79,7 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
     from methods.config import TrialConfig
-    from methods.errors import InputError
+    from methods.errors import InputError, first_line
 
     values: dict[str, Any] = {}
     if args.config is not None:
@@ -91,7 +91,7 @@ def _config_values(args: argparse.Namespace) -> dict[str, Any]:
 
             loaded = yaml.safe_load(text) if args.config.suffix in (".yaml", ".yml") else json.loads(text)
         except (ValueError, yaml.YAMLError) as err:
-            raise InputError(f"cannot parse {args.config}: {str(err).splitlines()[0]}") from None
+            raise InputError(f"cannot parse {args.config}: {first_line(err)}") from None
         if not isinstance(loaded, Mapping):
             raise InputError(f"{args.config} must hold a mapping of trial config fields")
         values.update(loaded)

@@ -7,8 +7,14 @@ exit non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "first_line"]
 
 
 class InputError(ValueError):
     """Bad user input; ``str(err)`` is one line meant for the user."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line for a message: its first line, or its type when it says nothing."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -171,6 +171,7 @@ def run_trial(config: TrialConfig, report: Report | None = None,
     # The last epoch's metrics too, so that the final result holds every metric a search may rank on.
     final = {**(history[-1] if history else {}), "final": 1.0, "diverged": float(status == "diverged"),
              "epoch": float(len(history)), **result.metrics()}
-    _report_with(report, final, _serialise(trunk.state_dict()), TRUNK_FILE)
+    if report is not None:
+        _report_with(report, final, _serialise(trunk.state_dict()), TRUNK_FILE)
     return result
 

@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     plan = plan_sweep(spec, str(args.spec), args.storage)
-    print(f"{args.spec}: ok - sweep {spec.name!r}, {len(plan.trials)} trials, storage {plan.storage.uri}")
+    print(f"{args.spec}: ok - sweep {spec.name!r}, {plan.total} trials, storage {plan.storage.uri}")
     return 0
 
 
@@ -78,8 +78,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from sweep.estimate import sweep_hours
 
     by_point = {p.id: p.config for p in plan.points}
-    left = [t.config for t in plan.todo] + [by_point[i] for i, n in plan.to_sample.items() for _ in range(n)]
-    every = [t.config for t in plan.trials] + [by_point[i] for i, n in plan.to_sample.items() for _ in range(n)]
+    unsampled = [by_point[i] for i, n in plan.to_sample.items() for _ in range(n)]
+    left, every = [t.config for t in plan.todo] + unsampled, [t.config for t in plan.trials] + unsampled
     print(f"compute: ~{sweep_hours(left, args.tflops):,.1f} GPU-hours to run, {sweep_hours(every, args.tflops):,.1f} "
           f"in all, at {args.tflops:g} TFLOP/s achieved (--tflops; measure yours with bench/bench_mfu.py)")
     rows = [("axis", "value", "total", "finished", "to run")]
@@ -127,7 +127,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec = _load(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
     out = args.out or (Path(plan.storage.root) / "report" if not plan.storage.is_s3 else Path(f"{spec.name}-report"))
-    files = write_report(spec, plan.trials, plan.records, out)
+    files = write_report(spec, plan.trials, plan.records, out, plan.points)
     print(files[1].read_text())
     tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, args.tracking_uri),
                       lambda message: print(message, file=sys.stderr))
@@ -143,16 +143,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     spec = _load(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
-    axes = sorted(a for a in spec.grid if len(spec.grid[a]) > 1) or sorted(spec.grid)
+    axes = spec.varying_axes() or sorted(spec.grid)
     searched = list(spec.search.space) if spec.search is not None else []
-    layers = ("conv1", "conv2", "conv3", "conv4", "conv5")
+    from methods.alexnet import TAPS as layers
+    from sweep.search import short
     rows = [("id", "status", "epoch", *axes, *searched, *layers)]
     for trial in plan.trials:
         record = plan.records.get(trial.id)
         probe = (record.result or {}).get("probe", {}) if record else {}
         rows.append((trial.id, plan.status(trial), str(record.epoch if record else 0),
                      *(str(getattr(trial.config, a)) for a in axes),
-                     *(_short(getattr(trial.config, k)) for k in searched),
+                     *(short(getattr(trial.config, k)) for k in searched),
                      *(f"{probe[layer]['top1']:.1f}" if layer in probe else "-" for layer in layers)))
     _print_table(rows)
     if plan.to_sample and sum(plan.to_sample.values()):
@@ -166,10 +167,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = submit_sweep(args.spec, args.address, args.storage)
     print(f"submitted {job}: follow it with `ray job logs -f {job} --address {args.address}`")
     return 0
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -77,7 +77,7 @@ def trial_cost(config: TrialConfig) -> Cost:
     train_images, val_images = _probe_images(cfg)
     cached = cfg.probe_cache == "always" or (cfg.probe_cache == "auto" and train_images * _POOLED * 2 <= _CACHE_BYTES)
     passes = 1 if cached else cfg.probe_epochs  # cached features: the trunk runs once, not once per epoch
-    probes = 1 + ((cfg.epochs or 0) - 1) // cfg.probe_every if cfg.probe_every else 1
+    probes = 1 + max(0, (cfg.epochs or 0) - 1) // cfg.probe_every if cfg.probe_every else 1
     probe = probe_forward * (train_images * passes + val_images) * probes
     return Cost(train, probe if cfg.probe_epochs else 0.0)
 

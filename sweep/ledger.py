@@ -16,11 +16,11 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from methods.errors import InputError
+from methods.errors import InputError, first_line
 from sweep.storage import Storage
 
 __all__ = ["DONE", "STATES", "Lease", "Ledger", "TrialRecord"]
@@ -51,7 +51,9 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, text: str) -> TrialRecord:
-        return cls(**json.loads(text))
+        """Read a record; keys this version does not know (written by a newer one) are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
 class Ledger:
@@ -139,7 +141,10 @@ class Lease:
                 f"sweep {self.sweep!r} is already running (driver pid {current['pid']} on {current['host']}, "
                 f"heartbeat {age:.0f}s ago); wait for it, or rerun after it stops"
             )
-        self._write()
+        try:
+            self._write()
+        except OSError as err:  # e.g. read-only credentials: say so before anything runs
+            raise InputError(f"cannot write the lease {self.storage.path(self.PATH)}: {first_line(err)}") from None
         time.sleep(0.2)
         mine = self._read()
         if mine is None or mine.get("id") != self.owner["id"]:
@@ -162,10 +167,3 @@ class Lease:
         current = self._read()
         if current is not None and current.get("id") == self.owner["id"]:
             self.storage.delete(self.PATH)
-
-    def __enter__(self) -> Lease:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from methods.alexnet import TAPS as PROBE_LAYERS
 from sweep.grid import Trial
 from sweep.ledger import DONE, TrialRecord
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
-from sweep.tracking import PROBE_LAYERS
 
 __all__ = ["REFERENCE", "Group", "group_results", "write_report"]
 
@@ -53,7 +53,7 @@ class Group:
 
 def group_axes(spec: SweepSpec) -> list[str]:
     """The axes that tell groups apart: ``method`` first, then every other axis with several values."""
-    varying = [a for a in sorted(spec.grid) if a not in ("seed", "method") and len(spec.grid[a]) > 1]
+    varying = [a for a in spec.varying_axes() if a not in ("seed", "method")]
     return ["method", *varying]
 
 
@@ -127,11 +127,13 @@ def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> N
     plt.close(fig)
 
 
-def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord], out: Path) -> list[Path]:
-    """Write report.csv, report.md and the plots into ``out``; returns the files written."""
-    if spec.search is not None:  # a search: the best trial around each grid point stands for the point
-        points = {r.search for r in records.values() if r.search is not None}
-        chosen = {found[0].id for p in points if (found := best(spec.search, p, records)) is not None}
+def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord], out: Path,
+                 points: Sequence[Trial] = ()) -> list[Path]:
+    """Write report.csv, report.md and the plots into ``out``; returns the files written. For a search,
+    ``points`` are the grid's points: the best trial around each stands for it."""
+    sampled = {t.id: records[t.id] for t in trials if t.id in records}  # (a search: every sampled trial)
+    if spec.search is not None:
+        chosen = {found[0].id for p in points if (found := best(spec.search, p.id, records)) is not None}
         trials = [t for t in trials if t.id in chosen]
     groups = group_results(spec, trials, records)
     if not groups:
@@ -155,7 +157,7 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
                 files.append(path)
     if spec.search is not None:
         files.append(out / "search.csv")
-        files[-1].write_text(_search_csv(spec.search, records))
+        files[-1].write_text(_search_csv(spec.search, sampled))
     return files
 
 

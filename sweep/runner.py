@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from methods.errors import InputError
+from methods.errors import InputError, first_line
 from sweep import search
 from sweep.grid import Trial, expand, validate_inputs
 from sweep.ledger import DONE, Lease, Ledger, TrialRecord
@@ -82,13 +82,13 @@ def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_in
     records = Ledger(store).read_all()
     if spec.search is None:
         return Plan(points, records, store, points)
-    return Plan(search.sampled_trials(records), records, store, points, search.budget(spec.search, points, records))
+    return Plan(search.sampled_trials(records, points), records, store, points,
+                search.budget(spec.search, points, records))
 
 
 # ---------------------------------------------------------------------------------------- in the trial
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _trainable(tune_config: dict[str, Any]) -> None:
@@ -173,6 +173,9 @@ def connect(address: str | None) -> None:
     # Trials run where the driver runs, so relative paths in a spec (source: ./photo.jpg) mean what they
     # mean to `validate`; Tune would otherwise move each trial into its own folder.
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    # Ctrl-C stops `run` (the records say "running": the next run resumes them) instead of Tune's handler
+    # swallowing it and the sweep moving on to its next wave.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}
@@ -180,10 +183,13 @@ def connect(address: str | None) -> None:
     # and Ray refuses a driver runtime_env that repeats the job's variables.
     if ours and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
         kwargs["runtime_env"] = {"env_vars": ours}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
+    except (ConnectionError, RuntimeError) as err:  # e.g. --address auto with no cluster on this machine
+        raise InputError(f"cannot connect to Ray at {address or 'a new local runtime'}: {_one_line(err)}") from None
 
 
 def _progress_callback(total: int, log: Log) -> Any:
@@ -246,12 +252,13 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
               tracking: str | None = None, log: Log = _stderr, spec_text: str | None = None) -> RunSummary:
     """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
     module docstring. ``tracking`` overrides the spec's tracking URI."""
-    plan = plan_sweep(spec, where, storage)
-    todo, to_sample = plan.todo, sum(plan.to_sample.values())
-    skipped = len(plan.trials) - len(todo)
-    log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, {len(todo) + to_sample} "
-        f"to run; storage {plan.storage.uri}")
-    with _leased(plan.storage, spec.name, log):
+    checked = plan_sweep(spec, where, storage)  # bad input fails here, before the lease is taken
+    with _leased(checked.storage, spec.name, log):
+        plan = plan_sweep(spec, where, storage, check_inputs=False)  # the ledger as the lease holder sees it
+        todo, to_sample = plan.todo, sum(plan.to_sample.values())
+        skipped = len(plan.trials) - len(todo)
+        log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, "
+            f"{len(todo) + to_sample} to run; storage {plan.storage.uri}")
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         if tracker.open(spec_text):
             tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
@@ -259,9 +266,11 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
             connect(address)
         if todo:
             _run_wave(spec, plan.storage, todo, log, tracker)
-        for point in plan.points:
-            if plan.to_sample.get(point.id):
-                _run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], log, tracker)
+        if to_sample:
+            records = Ledger(plan.storage).read_all()
+            for point in plan.points:
+                if plan.to_sample.get(point.id):
+                    _run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker)
         final = plan_sweep(spec, where, storage, check_inputs=False)
         tracker.sync(final.trials, final.records)
         if spec.search is not None:
@@ -275,8 +284,9 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
 def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking: str | None = None,
                log: Log = _stderr, spec_text: str | None = None) -> tuple[int, Tracker]:
     """Back-fill MLflow from the ledger without running anything; returns (runs changed, tracker)."""
-    plan = plan_sweep(spec, where, storage, check_inputs=False)
-    with _leased(plan.storage, spec.name, log):
+    checked = plan_sweep(spec, where, storage, check_inputs=False)
+    with _leased(checked.storage, spec.name, log):
+        plan = plan_sweep(spec, where, storage, check_inputs=False)
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         changed = tracker.sync(plan.trials, plan.records) if tracker.open(spec_text) else 0
         tracker.close(plan.counts())
@@ -297,7 +307,7 @@ def _leased(storage: Storage, sweep: str, log: Log) -> Iterator[None]:
         lease.release()
 
 
-def _mirror_callback(tracker: Tracker, ledger: Ledger) -> Any:
+def _mirror_callback(tracker: Tracker, ledger: Ledger, pruning: bool) -> Any:
     from ray import tune
 
     from methods.config import TrialConfig
@@ -312,7 +322,8 @@ def _mirror_callback(tracker: Tracker, ledger: Ledger) -> Any:
 
     class Mirror(tune.Callback):
         """Live epoch metrics to MLflow; at a trial's end, its ledger record (the source of truth). A trial
-        that ends while its record still says "running" was stopped by the scheduler: it is "pruned"."""
+        that ends while its record still says "running" was stopped by the scheduler ("pruned") or lost
+        its worker ("failed", retried by the next run)."""
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             tracker.log_epoch(trial_of(trial), result)
@@ -322,8 +333,13 @@ def _mirror_callback(tracker: Tracker, ledger: Ledger) -> Any:
             record = ledger.read(trial.id)
             if record is None:
                 return
-            if completed and record.status == "running":  # the trial's process was stopped mid-report
-                record.status = "pruned"
+            if record.status == "running":  # the trial's process ended without recording how
+                if completed and pruning and "final" not in (tune_trial.last_result or {}):
+                    record.status = "pruned"  # stopped by the scheduler at one of its reports
+                else:  # its worker died (out of memory, node lost) and the retries are spent
+                    lines = str(getattr(tune_trial, "error_msg", "") or "").strip().splitlines()
+                    record.status = "failed"
+                    record.error = (lines or ["the trial's worker ended without a result"])[-1][:500]
                 ledger.write(record)
             tracker.sync([trial], {trial.id: record})
 
@@ -344,6 +360,7 @@ def _tuner(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, 
            tracker: Tracker, **tune_options: Any) -> Any:
     from ray import tune
 
+    pruning = tune_options.get("scheduler") is not None
     return tune.Tuner(
         tune.with_resources(_trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
         param_space=param_space,
@@ -354,7 +371,8 @@ def _tuner(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, 
             name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[_progress_callback(total, log), _mirror_callback(tracker, Ledger(storage))],
+            verbose=0, callbacks=[_progress_callback(total, log),
+                                  _mirror_callback(tracker, Ledger(storage), pruning)],
         ),
     )
 
@@ -368,12 +386,11 @@ def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tr
            tracker).fit()
 
 
-def _run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: int, log: Log,
-                     tracker: Tracker) -> None:
-    """``samples`` new trials around one grid point, sampled by Optuna (warm-started from the ledger) and
+def _run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: int,
+                     records: Mapping[str, TrialRecord], log: Log, tracker: Tracker) -> None:
+    """``samples`` new trials around one grid point, sampled by Optuna (warm-started from ``records``) and
     pruned by ASHA when the spec asks for it."""
     assert spec.search is not None
-    records = Ledger(storage).read_all()
     log(f"[monosweep] search around {point.id} ({tracker.point_label(point)}): {samples} trial(s), "
         f"{spec.search.mode} {spec.search.metric}")
     param_space = {"trial": {"id": point.id, "values": point.values, "storage": storage.uri}}
@@ -390,8 +407,7 @@ def _announce_best(spec: SweepSpec, plan: Plan, log: Log, tracker: Tracker) -> N
         if found is None:
             continue
         record, value = found
-        sampled = " ".join(f"{k}={record.values[k]:.4g}" if isinstance(record.values[k], float)
-                           else f"{k}={record.values[k]}" for k in spec.search.space)
+        sampled = search.describe(record.values, spec.search.space)
         log(f"[monosweep] best around {tracker.point_label(point)}: {sampled} -> {spec.search.metric} "
             f"{value:.4g} (trial {record.id})")
         tracker.mark_best(point, record, value)

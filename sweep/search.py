@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from methods.config import TrialConfig
 from methods.errors import InputError
 from methods.trial import probe_metrics
 from sweep.grid import Trial, canonical, trial_id
-from sweep.ledger import DONE, TrialRecord
+from sweep.ledger import TrialRecord
 from sweep.spec import Param, Search, SweepSpec
 
-__all__ = ["best", "budget", "check_space", "identity", "make_scheduler", "make_searcher", "objective",
-           "sampled_trials"]
+__all__ = ["best", "budget", "check_space", "describe", "identity", "make_scheduler", "make_searcher", "objective",
+           "sampled_trials", "scored", "short", "trial_id_of"]
+
+_REDRAWS = 50  # proposals asked for before a finite space counts as used up
 
 
 def identity(tune_config: Mapping[str, Any]) -> tuple[str, dict[str, Any], str | None]:
@@ -49,13 +51,25 @@ def check_space(spec: SweepSpec, points: Sequence[Trial], where: str) -> None:
                 raise InputError(f"{where}: search.space.{name} = {bound!r}: {err}") from None
 
 
-def sampled_trials(records: Mapping[str, TrialRecord]) -> list[Trial]:
-    """The search trials the ledger holds, as trials (their values are in their records)."""
+def sampled_trials(records: Mapping[str, TrialRecord], points: Sequence[Trial]) -> list[Trial]:
+    """The search trials the ledger holds around the spec's grid points, as trials (their values are in
+    their records). Trials around points the spec no longer has (a fixed value changed) are left out."""
+    wanted = {p.id for p in points}
     out = []
     for record in sorted(records.values(), key=lambda r: (r.search or "", r.id)):
-        if record.search is not None:
+        if record.search in wanted:
             out.append(Trial(record.id, record.values, TrialConfig.from_dict(record.values).resolved()))
     return out
+
+
+def short(value: Any) -> str:
+    """A value as tables and logs show it: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def describe(values: Mapping[str, Any], names: Iterable[str]) -> str:
+    """``lr=0.0123 epochs=8``: the named values (how a sampled trial is shown)."""
+    return " ".join(f"{k}={short(values.get(k))}" for k in names)
 
 
 def space_size(search: Search) -> float:
@@ -65,7 +79,7 @@ def space_size(search: Search) -> float:
     for param in search.space.values():
         if param.choices is not None:
             size *= len(param.choices)
-        elif param.integer and not param.log:
+        elif param.integer:
             size *= int(param.high) - int(param.low) + 1  # type: ignore[arg-type]
         else:
             return math.inf
@@ -93,14 +107,18 @@ def objective(record: TrialRecord, metric: str) -> float | None:
     return float(value) if value is not None else None
 
 
+def scored(search: Search, point_id: str, records: Mapping[str, TrialRecord]) -> list[tuple[TrialRecord, float]]:
+    """The finished trials sampled around a grid point, with their metric values."""
+    return [(r, v) for r in records.values() if r.search == point_id and (v := objective(r, search.metric)) is not None]
+
+
 def best(search: Search, point_id: str, records: Mapping[str, TrialRecord]) -> tuple[TrialRecord, float] | None:
     """The best finished trial sampled around a grid point, with its metric value."""
-    scored = [(r, v) for r in records.values() if r.search == point_id
-              and (v := objective(r, search.metric)) is not None]
-    if not scored:
+    found = scored(search, point_id, records)
+    if not found:
         return None
     sign = 1.0 if search.mode == "max" else -1.0
-    return max(scored, key=lambda rv: (sign * rv[1], rv[0].id))  # ties: the same pick every time
+    return max(found, key=lambda rv: (sign * rv[1], rv[0].id))  # ties: the same pick every time
 
 
 def _distribution(param: Param) -> Any:
@@ -114,24 +132,47 @@ def _distribution(param: Param) -> Any:
 
 
 def make_searcher(search: Search, point: Trial, records: Mapping[str, TrialRecord]) -> Any:
-    """An OptunaSearch for one grid point, warm-started from the ledger's finished trials around it."""
+    """An OptunaSearch for one grid point, warm-started from the ledger's finished trials around it, that
+    never suggests a trial the ledger (or this wave) already has."""
+    import optuna
+    from ray.tune.search import Searcher as Base
     from ray.tune.search.optuna import OptunaSearch
 
+    space = {k: _distribution(p) for k, p in search.space.items()}
+    taken = {r.id for r in records.values()}
+
     class Searcher(OptunaSearch):
-        """OptunaSearch that ignores results without the metric (epochs between probes, say) instead of
-        failing on them."""
+        def suggest(self, trial_id: str) -> dict | str | None:
+            """Optuna may propose the same values twice (a small categorical or integer space); those are
+            the same trial, so such a proposal is told back as pruned and another one is asked for."""
+            for _ in range(_REDRAWS):
+                suggestion = super().suggest(trial_id)
+                if suggestion is None or suggestion == Base.FINISHED:
+                    return suggestion
+                tid = trial_id_of(point, suggestion)
+                if tid not in taken:
+                    taken.add(tid)
+                    return suggestion
+                self._ot_study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.PRUNED)
+            return Base.FINISHED  # the space seems used up; a later run may still find new points
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if self.metric in result:
+            if self.metric in result:  # epochs between probes carry no probe metric: nothing to report
                 super().on_trial_result(trial_id, result)
 
-    done = [(r, objective(r, search.metric)) for r in records.values() if r.search == point.id and r.status in DONE]
-    prior = [({k: r.values[k] for k in search.space}, v) for r, v in done if v is not None]
+    def usable(values: Mapping[str, Any]) -> bool:  # a space changed since: only points it still holds
+        return all(k in values and space[k]._contains(space[k].to_internal_repr(values[k])) for k in space)
+
+    prior = [({k: r.values[k] for k in space}, v) for r, v in scored(search, point.id, records) if usable(r.values)]
     # A fresh stream for every continuation: the same seed would draw the first samples again.
     seed = int(hashlib.sha256(f"{search.seed}:{point.id}:{_held(records, point.id)}".encode()).hexdigest()[:8], 16)
-    return Searcher(space={k: _distribution(p) for k, p in search.space.items()}, metric=search.metric,
-                    mode=search.mode, seed=seed, points_to_evaluate=[p for p, _ in prior] or None,
-                    evaluated_rewards=[v for _, v in prior] or None)
+    return Searcher(space=space, metric=search.metric, mode=search.mode, seed=seed,
+                    points_to_evaluate=[p for p, _ in prior] or None, evaluated_rewards=[v for _, v in prior] or None)
+
+
+def trial_id_of(point: Trial, sampled: Mapping[str, Any]) -> str:
+    """The id of the trial ``sampled`` makes around ``point`` (what :func:`identity` computes in the trial)."""
+    return identity({"trial": {"id": point.id, "values": point.values}, **sampled})[0]
 
 
 def make_scheduler(search: Search, point: Trial) -> Any:
@@ -141,5 +182,8 @@ def make_scheduler(search: Search, point: Trial) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
+    # stop_last_trials=False: a trial that reaches the last epoch finishes (its final probe and record)
+    # instead of being stopped at its last report.
     return ASHAScheduler(time_attr="epoch", metric=search.metric, mode=search.mode, max_t=epochs,
-                         grace_period=search.asha.grace_period, reduction_factor=search.asha.reduction_factor)
+                         grace_period=search.asha.grace_period, reduction_factor=search.asha.reduction_factor,
+                         stop_last_trials=False)

@@ -171,9 +171,10 @@ class SweepSpec(BaseModel):
             if axes:
                 raise ValueError(f"per_method.{method}.{axes[0]} is a grid axis: a per-method value would merge trials")
         if self.search is not None:
-            searched = sorted(set(self.search.space) & (set(self.grid) | set(self.fixed)))
+            per_method = {k for values in self.per_method.values() for k in values}
+            searched = sorted(set(self.search.space) & (set(self.grid) | set(self.fixed) | per_method))
             if searched:
-                raise ValueError(f"search.space.{searched[0]} is also a grid axis or fixed value: give it in one place")
+                raise ValueError(f"search.space.{searched[0]} is also a grid axis or a fixed value: set it once")
         for rule in self.exclude:
             if not rule:
                 raise ValueError("an exclude rule is empty (it would drop every trial)")
@@ -181,6 +182,10 @@ class SweepSpec(BaseModel):
             if unknown:
                 raise ValueError(f"exclude rule {rule} names {unknown[0]!r}, which is not a grid axis or fixed value")
         return self
+
+    def varying_axes(self) -> list[str]:
+        """The grid axes with more than one value: what tells trials apart in tables and run names."""
+        return sorted(a for a, values in self.grid.items() if len(values) > 1)
 
     def storage_uri(self, override: str | None = None) -> str:
         """Where this sweep keeps its ledger and checkpoints: ``<storage>/<name>``."""

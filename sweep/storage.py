@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from methods.errors import InputError
+from methods.errors import InputError, first_line
 
 __all__ = ["Storage"]
 
@@ -70,7 +70,7 @@ class Storage:
         except OSError as err:
             where = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
             what = f"cannot reach S3 endpoint {where}" if self.is_s3 else "cannot create"
-            raise InputError(f"storage {self.uri}: {what}: {str(err).splitlines()[0]}") from None
+            raise InputError(f"storage {self.uri}: {what}: {first_line(err)}") from None
 
     def read_bytes(self, rel: str) -> bytes | None:
         try:

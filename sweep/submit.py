@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from methods.errors import InputError
+from methods.errors import InputError, first_line
 from sweep.grid import expand
 from sweep.spec import DEFAULT_STORAGE, SweepSpec, load_spec
 
@@ -118,7 +118,7 @@ def submit_sweep(spec_path: Path, address: str, storage: str | None = None,
     try:
         client = JobSubmissionClient(address)
     except Exception as err:  # the client raises ConnectionError, ValueError or RuntimeError
-        raise InputError(f"cannot reach the Ray job server at {address}: {str(err).splitlines()[0]} "
+        raise InputError(f"cannot reach the Ray job server at {address}: {first_line(err)} "
                          "(start the head with `ray start --head --dashboard-host 0.0.0.0`)") from None
     for note in request.notes:
         log(f"monosweep submit: note: {note}")
@@ -129,4 +129,4 @@ def submit_sweep(spec_path: Path, address: str, storage: str | None = None,
             return client.submit_job(entrypoint=request.entrypoint, submission_id=job_id,
                                      runtime_env={"working_dir": tmp, **request.runtime_env})
         except RuntimeError as err:  # the job server's HTTP errors (auth, runtime env upload, ...)
-            raise InputError(f"the Ray job server at {address} refused the job: {str(err).splitlines()[0]}") from None
+            raise InputError(f"the Ray job server at {address} refused the job: {first_line(err)}") from None

@@ -27,14 +27,15 @@ from typing import Any
 from methods.trial import probe_metrics
 from sweep.grid import Trial
 from sweep.ledger import TrialRecord
+from sweep.search import describe
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
 
-__all__ = ["PROBE_LAYERS", "Tracker", "code_version", "tracking_uri"]
+__all__ = ["Tracker", "code_version", "tracking_uri"]
 
 Log = Callable[[str], None]
-PROBE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 TRIAL_TAG, SWEEP_TAG, ROLE_TAG = "monosweep.trial_id", "monosweep.sweep", "monosweep.role"
+POINT_TAG, BEST_TAG = "monosweep.search_point", "monosweep.best"  # search trials: their grid point; the best
 SYNCED_TAG = "monosweep.synced"  # the ledger record's `updated` stamp last mirrored
 # Tags that make the MLflow UI's run table readable without opening the params.
 TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
@@ -92,9 +93,10 @@ class Tracker:
         self.down = False
         self.client: Any = None
         self.experiment_id = self.parent_id = ""
-        self.runs: dict[str, Any] = {}  # trial id -> mlflow Run (child)
+        self.run_ids: dict[str, str] = {}  # trial id -> its (child) run's id
         self.synced: dict[str, str] = {}  # trial id -> the record stamp its run mirrors
-        self.varying = sorted(a for a, values in spec.grid.items() if len(values) > 1)
+        self.best: dict[str, str] = {}  # grid point id -> the trial its run's best tag names (searches)
+        self.varying = spec.varying_axes()
 
     # ------------------------------------------------------------------ failure policy
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:
@@ -144,8 +146,11 @@ class Tracker:
             ).info.run_id
         if spec_text is not None:
             self._artifact_text(self.parent_id, "spec.yaml", spec_text)
-        self.runs = {run.data.tags[TRIAL_TAG]: run for run in self._search(f"tags.`{ROLE_TAG}` = 'trial'")}
-        self.synced = {tid: run.data.tags.get(SYNCED_TAG, "") for tid, run in self.runs.items()}
+        children = self._search(f"tags.`{ROLE_TAG}` = 'trial'")
+        self.run_ids = {run.data.tags[TRIAL_TAG]: run.info.run_id for run in children}
+        self.synced = {run.data.tags[TRIAL_TAG]: run.data.tags.get(SYNCED_TAG, "") for run in children}
+        self.best = {run.data.tags[POINT_TAG]: run.data.tags[TRIAL_TAG] for run in children
+                     if run.data.tags.get(BEST_TAG) == "true" and POINT_TAG in run.data.tags}
         return True
 
     def close(self, counts: Mapping[str, int]) -> None:
@@ -192,60 +197,60 @@ class Tracker:
 
     def _run_name(self, trial: Trial) -> str:
         searched = list(self.spec.search.space) if self.spec.search is not None else []
-        values = trial.config.to_dict()
-        sampled = " ".join(f"{k}={values[k]:.3g}" if isinstance(values[k], float) else f"{k}={values[k]}"
-                           for k in searched)
+        sampled = describe(trial.config.to_dict(), searched)
         return f"{self.point_label(trial)} {sampled}".strip() + f" [{trial.id}]"
 
     def mark_best(self, point: Trial, record: TrialRecord, value: float) -> None:
-        """Tag the best search trial around a grid point, and note it on the sweep's run."""
-        if record.id not in self.runs or not self.parent_id:
+        """Tag the best search trial around a grid point (and untag the one it replaces), and note it on
+        the sweep's run."""
+        if record.id not in self.run_ids or not self.parent_id or self.best.get(point.id) == record.id:
             return
+        assert self.spec.search is not None
+        search = self.spec.search
 
         def mark() -> None:
-            self.client.set_tag(self.runs[record.id].info.run_id, "monosweep.best", "true")
-            assert self.spec.search is not None
-            summary = {"trial": record.id, self.spec.search.metric: value,
-                       **{k: record.values[k] for k in self.spec.search.space}}
+            previous = self.best.get(point.id)
+            if previous in self.run_ids:
+                self.client.delete_tag(self.run_ids[previous], BEST_TAG)
+            self.client.set_tag(self.run_ids[record.id], BEST_TAG, "true")
+            summary = {"trial": record.id, search.metric: value, **{k: record.values.get(k) for k in search.space}}
             self.client.set_tag(self.parent_id, f"best.{point.id}", json.dumps(summary))
+            self.best[point.id] = record.id
 
         self._guard("tagging the best trial", mark)
 
     def _child(self, trial: Trial) -> str:
         """The trial's run id: found by tag, or created nested under the sweep's run with its params."""
-        run = self.runs.get(trial.id)
-        if run is not None:
-            return str(run.info.run_id)
+        if trial.id in self.run_ids:
+            return self.run_ids[trial.id]
         from mlflow.entities import Param
 
         config = trial.config.to_dict()
         tags = {TRIAL_TAG: trial.id, ROLE_TAG: "trial", SWEEP_TAG: self.spec.name, "status": "running",
                 "mlflow.parentRunId": self.parent_id, "monosweep.version": code_version(),
                 **{f: str(config[f]) for f in TAGGED_FIELDS}}
-        run = self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags)
+        run_id = str(self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags).info.run_id)
         params = [Param(k, str(v)) for k, v in sorted(config.items())]
         for start in range(0, len(params), 100):  # log_batch takes at most 100 params
-            self.client.log_batch(run.info.run_id, params=params[start:start + 100])
-        self.runs[trial.id] = run
-        return str(run.info.run_id)
+            self.client.log_batch(run_id, params=params[start:start + 100])
+        self.run_ids[trial.id] = run_id
+        return run_id
 
     def log_epoch(self, trial: Trial, metrics: Mapping[str, Any]) -> None:
         """Live: one epoch's metrics as the trial reports them (step = epoch). The final report is left to
         :meth:`sync`, which mirrors it from the ledger once the trial has ended."""
         if "final" in metrics:
             return
-        step = int(metrics.get("epoch", 0))
-        values = {k: float(v) for k, v in metrics.items() if _reported(k) and _finite(v)}
-        if values:
-            self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial), values, step))
+        found = _epoch_metrics(metrics)
+        if found:
+            self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial), found))
 
-    def _log(self, run_id: str, values: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+    def _log(self, run_id: str, metrics: list[Any], tags: Mapping[str, str] | None = None) -> None:
+        from mlflow.entities import RunTag
 
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in sorted(values.items())]
-        for start in range(0, len(metrics), 1000):
-            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        for start in range(0, max(len(metrics), 1), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000], tags=run_tags if not start else [])
 
     def sync(self, trials: list[Trial], records: Mapping[str, TrialRecord]) -> int:
         """Mirror every ledger record that MLflow does not show yet; returns how many runs changed."""
@@ -261,35 +266,39 @@ class Tracker:
         return changed
 
     def _sync(self, trial: Trial, record: TrialRecord) -> bool:
+        """One batch: the epochs live logging missed, the probe results, the status tags; then the
+        artifacts and the run's end, once the trial has ended."""
+        fresh = trial.id not in self.run_ids
         run_id = self._child(trial)
         result = record.result or {}
-        logged = {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
-        for epoch in result.get("history", []):  # back-fill the epochs the live logging missed
-            if int(epoch.get("epoch", 0)) not in logged:
-                self.log_epoch(trial, epoch)
-        final = probe_metrics(result.get("probe", {}))
-        if final:
-            self._log(run_id, {k: v for k, v in final.items() if _finite(v)}, int(result.get("epochs_done", 0)))
-        self.client.set_tag(run_id, "status", record.status)
+        logged = set() if fresh else {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
+        metrics = [m for epoch in result.get("history", []) if int(epoch.get("epoch", 0)) not in logged
+                   for m in _epoch_metrics(epoch)]
+        probe = {k: v for k, v in probe_metrics(result.get("probe", {})).items() if _finite(v)}
+        metrics += _metrics(probe, int(result.get("epochs_done", 0)))
+        tags = {"status": record.status, SYNCED_TAG: repr(record.updated)}
         if record.search is not None:  # a search trial: which grid point it was sampled around
-            self.client.set_tag(run_id, "monosweep.search_point", record.search)
+            tags[POINT_TAG] = record.search
         if record.error:
-            self.client.set_tag(run_id, "error", record.error[:5000])
+            tags["error"] = record.error[:5000]
         if record.status in _RUN_STATUS:
             self._artifacts(run_id, record)
+        self._log(run_id, metrics, tags)
+        if record.status in _RUN_STATUS:
             self.client.set_terminated(run_id, _RUN_STATUS[record.status])
-        self.client.set_tag(run_id, SYNCED_TAG, repr(record.updated))
         self.synced[trial.id] = repr(record.updated)
         return True
 
     def _artifacts(self, run_id: str, record: TrialRecord) -> None:
-        self._artifact_text(run_id, "config.json", json.dumps(record.config, indent=1, sort_keys=True))
-        if record.result is not None:
-            self._artifact_text(run_id, "result.json", json.dumps(record.result, indent=1, sort_keys=True))
-        if record.trunk:
-            with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
-                if self.storage.download(record.trunk, Path(tmp) / "trunk.pt"):
-                    self.client.log_artifact(run_id, str(Path(tmp) / "trunk.pt"))
+        """config.json, result.json and trunk.pt (from the storage), in one upload."""
+        with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
+            folder = Path(tmp)
+            (folder / "config.json").write_text(json.dumps(record.config, indent=1, sort_keys=True))
+            if record.result is not None:
+                (folder / "result.json").write_text(json.dumps(record.result, indent=1, sort_keys=True))
+            if record.trunk:
+                self.storage.download(record.trunk, folder / "trunk.pt")
+            self.client.log_artifacts(run_id, tmp)
 
     def _artifact_text(self, run_id: str, name: str, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
@@ -300,3 +309,15 @@ class Tracker:
 def _reported(key: str) -> bool:
     """The metrics a trial reports itself (not Tune's bookkeeping such as ``time_total_s``)."""
     return key.startswith(("train.", "probe.")) or key in ("epoch", "lr", "epoch_seconds")
+
+
+def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in sorted(values.items())]
+
+
+def _epoch_metrics(epoch: Mapping[str, Any]) -> list[Any]:
+    """An epoch's own metrics (step = its epoch number), as MLflow metrics."""
+    return _metrics({k: v for k, v in epoch.items() if _reported(k) and _finite(v)}, int(epoch.get("epoch", 0)))

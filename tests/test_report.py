@@ -41,11 +41,13 @@ storage: {tmp_path / "results"}
             values = [r["result"]["probe"][layer]["top1"] for r in mine]
             assert float(row[f"{layer}_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-3)
             assert float(row[f"{layer}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-3)
-    png = (out / "layers.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    for name in ("layers.png", "layers_random_by_probe_lr.png"):  # all groups; the probe_lr axis per method
+        png = (out / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'reported' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("reported")
     parent = client.search_runs([experiment.experiment_id], "tags.`monosweep.role` = 'sweep'")[0]
     attached = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.csv", "report/report.md", "report/layers.png"} <= attached
+    assert {"report/report.csv", "report/report.md", "report/layers.png",
+            "report/layers_random_by_probe_lr.png"} <= attached

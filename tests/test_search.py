@@ -8,8 +8,10 @@ from pathlib import Path
 from mlflow import MlflowClient
 from sweeps import cli
 
+from methods import TrialConfig
+from sweep.grid import Trial, trial_id
 from sweep.ledger import TrialRecord
-from sweep.search import objective
+from sweep.search import make_scheduler, make_searcher, objective, trial_id_of
 from sweep.spec import Search
 
 SPEC = """
@@ -44,7 +46,7 @@ def test_a_search_runs_its_budget_prunes_and_reports_the_best_then_extends(tmp_p
     assert len({r.values["lr"] for r in records.values()}) == 6
     assert all(1e-4 <= r.values["lr"] <= 0.5 for r in records.values())
     pruned = [r for r in records.values() if r.status == "pruned"]
-    assert pruned and all(r.epoch < 4 or r.result is None for r in pruned)  # stopped before its last report
+    assert pruned and all(r.epoch < 4 and r.result is None for r in pruned)  # stopped before its last epoch
     assert {r.status for r in records.values()} <= {"finished", "pruned"}
 
     search = Search(metric="probe.mean.top1", num_samples=6, space={"lr": {"low": 1e-4, "high": 0.5, "log": True}})
@@ -74,3 +76,36 @@ def test_a_search_runs_its_budget_prunes_and_reports_the_best_then_extends(tmp_p
     after = _records(root)
     assert len(after) == 8 and {k: after[k] for k in records} == records  # the first six untouched
     assert len({r.values["lr"] for r in after.values()}) == 8  # fresh samples, not the first ones again
+    runs = client.search_runs([experiment.experiment_id], "tags.`monosweep.best` = 'true'")
+    assert len(runs) == 1  # one best run per grid point, whichever trial it is now
+
+
+def _point() -> Trial:
+    values = {"method": "rotnet", "img_size": 64, "epochs": 4, "seed": 0}
+    return Trial(trial_id(values), values, TrialConfig.from_dict(values).resolved())
+
+
+def test_the_searcher_never_proposes_a_trial_twice_and_ends_when_the_space_is_used_up() -> None:
+    from ray.tune.search import Searcher as Base
+
+    search = Search(num_samples=3, space={"probe_lr": {"choices": [0.01, 0.02, 0.03]}}, seed=1)
+    point = _point()
+    done = {"x": TrialRecord(trial_id_of(point, {"probe_lr": 0.02}), search=point.id)}  # one is in the ledger
+    searcher = make_searcher(search, point, done)
+    proposals = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert sorted(p["probe_lr"] for p in proposals[:2]) == [0.01, 0.03]  # never the one the ledger holds
+    assert proposals[2] == Base.FINISHED
+
+
+def test_asha_lets_a_trial_that_reaches_its_last_epoch_finish() -> None:
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    search = Search(metric="train.loss", mode="min", num_samples=2, space={"lr": {"low": 0.001, "high": 0.1}},
+                    asha={"grace_period": 1})
+    scheduler = make_scheduler(search, _point())
+    trial = SimpleNamespace(trial_id="a")
+    scheduler.on_trial_add(None, trial)
+    decisions = [scheduler.on_trial_result(None, trial, {"epoch": e, "train.loss": 1.0 / e}) for e in (1, 2, 3, 4)]
+    assert decisions == [TrialScheduler.CONTINUE] * 4  # stopped at epoch 4 it would never record its result

@@ -110,7 +110,7 @@ def test_exclude_rules_drop_matching_trials(tmp_path: Path) -> None:
         (BASE + "search: {num_samples: 2, space: {momentum: {low: 0, high: 1, log: true}}}\n",
          "search.space.momentum: a log-scale range needs `low` > 0"),
         (BASE + "search: {num_samples: 2, space: {lr: {low: 0.1, high: 1}}}\n",
-         "search.space.lr is also a grid axis or fixed value"),
+         "search.space.lr is also a grid axis or a fixed value: set it once"),
         (BASE + "search: {num_samples: 2, space: {flavour: {low: 0.1, high: 1}}}\n",
          "unknown trial-config field 'flavour'"),
         (BASE + "search: {num_samples: 2, space: {momentum: {low: 0.1, high: 1, step: 2}}}\n",
