@@ -31,6 +31,7 @@ REFERENCE = {
     "random (Gaussian init)": (11.6, 17.1, 16.9, 16.3, 14.1),
 }
 REFERENCE_SOURCE = "ImageNet linear probes, Zhang et al. 2017 Table 2"
+BASELINES = ("supervised", "random")
 
 
 @dataclass
@@ -108,22 +109,30 @@ def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> N
     same_scale = "imagenet" in probe_data.lower()  # the references are ImageNet numbers
     fig, axes = plt.subplots(1, 1 if same_scale else 2, figsize=(7.5 if same_scale else 12, 4.8), squeeze=False)
     ours, ref = axes[0][0], axes[0][-1]
-    for g in groups:
+    for i, g in enumerate(groups):  # the baselines dashed, like the reference rows: the curves to compare against
+        style = "--" if dict(g.key).get("method") in BASELINES else "-"
         ours.errorbar(x, [g.mean(layer) for layer in PROBE_LAYERS], yerr=[g.std(layer) for layer in PROBE_LAYERS],
-                      marker="o", capsize=3, label=f"{g.label()} (n={len(g.seeds)})")
+                      marker="osD^v"[i // 10 % 5], capsize=3, linestyle=style,  # a new marker once colours repeat
+                      label=f"{g.label()} (n={len(g.seeds)}" + (f", {g.diverged} diverged)" if g.diverged else ")"))
     for (name, values), colour in zip(REFERENCE.items(), ("black", "grey"), strict=True):
         ref.plot(x, values, linestyle="--", color=colour, marker=".", label=f"{name}")
-    ours.set_title(f"{title}: probe on {probe_data}")
+    ours.set_title(f"{title}: probe on {Path(probe_data).name or probe_data}")
     if not same_scale:
         ref.set_title(f"reference: {REFERENCE_SOURCE}", fontsize=9)
+    extra: list[Any] = []
     for ax in (ours, ref):
         ax.set_xticks(x, list(PROBE_LAYERS))
         ax.set_xlabel("layer")
         ax.set_ylabel("linear probe top-1 (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax is ours and len(groups) > 4:  # a long legend goes below the axes instead of over the curves
+            below = ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.15))
+            below.set_in_layout(False)  # tight_layout keeps the axes' size; the saved image grows instead
+            extra.append(below)
+        else:
+            ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", bbox_extra_artists=extra)
     plt.close(fig)
 
 
@@ -148,10 +157,19 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
     title = f"Sweep {spec.name}" + (" (the best search trial around each grid point)" if spec.search else "")
     files[1].write_text(_markdown(groups, axes, title))
     _plot(groups, files[2], spec.name, probe_data)
-    for axis in axes[1:]:  # one plot per other varying axis: its values side by side, per method
-        for method in sorted({dict(g.key)["method"] for g in groups}):
-            marginal = _marginal([g for g in groups if dict(g.key)["method"] == method], axis)
-            if len(marginal) > 1:
+    for method in sorted({dict(g.key)["method"] for g in groups}):
+        mine = [g for g in groups if dict(g.key)["method"] == method]
+        seen: set[frozenset[frozenset[int]]] = set()
+        for axis in axes[1:]:  # one plot per other varying axis: its values side by side
+            # Axes that split this method's groups the same way (source: samples always with N = 10)
+            # would draw the same curves twice: the first one stands for both.
+            split: dict[Any, set[int]] = {}
+            for i, g in enumerate(mine):
+                split.setdefault(dict(g.key)[axis], set()).add(i)
+            partition = frozenset(frozenset(ids) for ids in split.values())
+            marginal = _marginal(_controlled(mine, axis), axis)
+            if len(marginal) > 1 and partition not in seen:
+                seen.add(partition)
                 path = out / f"layers_{method}_by_{axis}.png"
                 _plot(marginal, path, f"{spec.name} {method} by {axis}", probe_data)
                 files.append(path)
@@ -176,6 +194,23 @@ def _search_csv(search: Search, records: dict[str, TrialRecord]) -> str:
     rows.sort(key=lambda r: (r[0], r[-1] == "", sign * float(r[-1] or 0)))
     writer.writerows(rows)
     return out.getvalue()
+
+
+def _controlled(groups: Sequence[Group], axis: str) -> list[Group]:
+    """The groups that make a like-with-like comparison along ``axis``: those whose value of each other
+    axis occurs with more than one value of ``axis`` (augment=none exists for one image only, so the
+    N = 10 trials stay out of the augmentation plot). An axis that moves in lockstep with ``axis``
+    (source=samples always with N = 10) cannot be held fixed and is not."""
+    kept = list(groups)
+    for other in sorted({a for g in groups for a, _ in g.key} - {axis}):
+        pairs = {(dict(g.key)[axis], dict(g.key)[other]) for g in kept}
+        if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):
+            continue  # one-to-one: confounded with the axis
+        partners: dict[Any, set[Any]] = {}
+        for a, b in pairs:
+            partners.setdefault(b, set()).add(a)
+        kept = [g for g in kept if len(partners[dict(g.key)[other]]) > 1]
+    return kept
 
 
 def _marginal(groups: Sequence[Group], axis: str) -> list[Group]:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,10 +324,31 @@ def _mirror_callback(tracker: Tracker, ledger: Ledger, pruning: bool) -> Any:
     class Mirror(tune.Callback):
         """Live epoch metrics to MLflow; at a trial's end, its ledger record (the source of truth). A trial
         that ends while its record still says "running" was stopped by the scheduler ("pruned") or lost
-        its worker ("failed", retried by the next run)."""
+        its worker ("failed", retried by the next run).
+
+        MLflow calls (tens of ms each, more against a remote server) run in one background thread, in
+        order: in Tune's event loop they would hold up the scheduling of the next trials. ``drain`` waits
+        for them; the ledger is written here, synchronously."""
+
+        def __init__(self) -> None:
+            self._pending: ThreadPoolExecutor | None = None
+
+        def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment's state
+            return {**self.__dict__, "_pending": None}
+
+        @property
+        def pending(self) -> ThreadPoolExecutor:
+            if self._pending is None:
+                self._pending = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monosweep-mlflow")
+            return self._pending
+
+        def drain(self) -> None:
+            if self._pending is not None:
+                self._pending.shutdown(wait=True)
+                self._pending = None
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            tracker.log_epoch(trial_of(trial), result)
+            self.pending.submit(tracker.log_epoch, trial_of(trial), dict(result))
 
         def _ended(self, tune_trial: Any, completed: bool) -> None:
             trial = trial_of(tune_trial)
@@ -341,7 +363,7 @@ def _mirror_callback(tracker: Tracker, ledger: Ledger, pruning: bool) -> Any:
                     record.status = "failed"
                     record.error = (lines or ["the trial's worker ended without a result"])[-1][:500]
                 ledger.write(record)
-            tracker.sync([trial], {trial.id: record})
+            self.pending.submit(tracker.sync, [trial], {trial.id: record})
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._ended(trial, completed=True)
@@ -356,12 +378,13 @@ def _trial_name(tune_trial: Any) -> str:
     return search.identity(tune_trial.config)[0]
 
 
-def _tuner(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, Any], total: int, log: Log,
-           tracker: Tracker, **tune_options: Any) -> Any:
+def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, Any], total: int, log: Log,
+         tracker: Tracker, **tune_options: Any) -> None:
+    """One Tune experiment; returns once its trials have ended and MLflow has caught up."""
     from ray import tune
 
-    pruning = tune_options.get("scheduler") is not None
-    return tune.Tuner(
+    mirror = _mirror_callback(tracker, Ledger(storage), pruning=tune_options.get("scheduler") is not None)
+    tuner = tune.Tuner(
         tune.with_resources(_trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
@@ -371,10 +394,13 @@ def _tuner(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, 
             name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[_progress_callback(total, log),
-                                  _mirror_callback(tracker, Ledger(storage), pruning)],
+            verbose=0, callbacks=[_progress_callback(total, log), mirror],
         ),
     )
+    try:
+        tuner.fit()
+    finally:
+        mirror.drain()
 
 
 def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker) -> None:
@@ -382,8 +408,8 @@ def _run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tr
     from ray import tune
 
     params = [{"id": t.id, "values": t.values, "storage": storage.uri} for t in todo]
-    _tuner(spec, storage, time.strftime("wave-%Y%m%d-%H%M%S"), {"trial": tune.grid_search(params)}, len(todo), log,
-           tracker).fit()
+    _fit(spec, storage, time.strftime("wave-%Y%m%d-%H%M%S"), {"trial": tune.grid_search(params)}, len(todo), log,
+         tracker)
 
 
 def _run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: int,
@@ -394,9 +420,9 @@ def _run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: i
     log(f"[monosweep] search around {point.id} ({tracker.point_label(point)}): {samples} trial(s), "
         f"{spec.search.mode} {spec.search.metric}")
     param_space = {"trial": {"id": point.id, "values": point.values, "storage": storage.uri}}
-    _tuner(spec, storage, time.strftime(f"search-{point.id}-%Y%m%d-%H%M%S"), param_space, samples, log, tracker,
-           search_alg=search.make_searcher(spec.search, point, records),
-           scheduler=search.make_scheduler(spec.search, point), num_samples=samples).fit()
+    _fit(spec, storage, time.strftime(f"search-{point.id}-%Y%m%d-%H%M%S"), param_space, samples, log, tracker,
+         search_alg=search.make_searcher(spec.search, point, records),
+         scheduler=search.make_scheduler(spec.search, point), num_samples=samples)
 
 
 def _announce_best(spec: SweepSpec, plan: Plan, log: Log, tracker: Tracker) -> None:

@@ -31,6 +31,10 @@ from sweep.search import describe
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
 
+# MLflow 3 sends usage telemetry home by default: a sweep runs offline and should not phone out, and the
+# telemetry hook costs ~10 ms per client call. Opt back in with MLFLOW_DISABLE_TELEMETRY=false.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 __all__ = ["Tracker", "code_version", "tracking_uri"]
 
 Log = Callable[[str], None]

@@ -19,7 +19,11 @@ def test_report_table_matches_the_ledger_and_plots_are_written(tmp_path: Path) -
 name: reported
 grid:
   probe_lr: [0.01, 0.1]
+  probe_weight_decay: [0.0001, 0.001]  # paired with probe_lr by the exclusions: it splits the trials the same way
   seed: [0, 1]
+exclude:
+  - {{probe_lr: [0.01], probe_weight_decay: [0.001]}}
+  - {{probe_lr: [0.1], probe_weight_decay: [0.0001]}}
 fixed: {{method: random, arch: small, img_size: 64, probe_data: demo, probe_epochs: 1, probe_train_limit: 120,
         probe_val_limit: 60, workers: 0, device: cpu}}
 storage: {tmp_path / "results"}
@@ -29,7 +33,7 @@ storage: {tmp_path / "results"}
     out = tmp_path / "report"
     report = cli("report", str(spec), "--out", str(out))
     assert report.returncode == 0, report.stderr[-2000:]
-    assert "| method | probe_lr | seeds | conv1 |" in report.stdout  # the Markdown table is printed too
+    assert "| method | probe_lr | probe_weight_decay | seeds | conv1 |" in report.stdout  # the table, printed
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "reported" / "trials").glob("*.json")]
     rows = list(csv.DictReader((out / "report.csv").open()))
@@ -44,6 +48,7 @@ storage: {tmp_path / "results"}
     for name in ("layers.png", "layers_random_by_probe_lr.png"):  # all groups; the probe_lr axis per method
         png = (out / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    assert not (out / "layers_random_by_probe_weight_decay.png").exists()  # the same curves as by probe_lr
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'reported' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("reported")

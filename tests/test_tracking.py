@@ -150,3 +150,16 @@ def test_with_the_server_down_the_sweep_finishes_and_sync_back_fills_mlflow(
     for child in after:
         assert [m.step for m in client.get_metric_history(child.info.run_id, "epoch")] == [1, 2]
     assert cli("sync", str(spec)).stdout.startswith("sweep 'outage': mirrored 0 trial run(s)")  # idempotent
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on() -> None:
+    """A sweep runs offline: MLflow 3's usage telemetry (on by default) must not phone home."""
+    probe = ("import sweep.tracking, mlflow.telemetry.utils as u; import mlflow.environment_variables as e; "
+             "print(e.MLFLOW_DISABLE_TELEMETRY.get())")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+    off = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert off.returncode == 0, off.stderr[-2000:]
+    assert off.stdout.strip() == "True"
+    on = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"},
+                        capture_output=True, text=True)
+    assert on.stdout.strip() == "False", on.stderr[-2000:]
