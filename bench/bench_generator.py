@@ -24,16 +24,15 @@ import argparse
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2 as v2
+from _timing import rate
 from PIL import Image
 
 from methods.patches import PatchGenerator, PatchRecipe
-from methods.pil_recipe import released_transform
+from methods.pil_recipe import released_steps, released_transform
 from methods.sources import resolve_sources
 
 
@@ -50,48 +49,16 @@ class _PilPatches(torch.utils.data.Dataset):
 
 
 def _v2_transform(recipe: PatchRecipe, source_size: tuple[int, int]) -> v2.Compose:
-    """The released chain (``methods.pil_recipe.released_transform``) as torchvision v2 tensor ops."""
-    h, w = source_size
-    steps = recipe.steps
-    bicubic, bilinear = v2.InterpolationMode.BICUBIC, v2.InterpolationMode.BILINEAR
-    chain: list[object] = []
-    if "crop" in steps:
-        chain.append(v2.RandomCrop(int(recipe.init_crop * min(h, w))))
-    if "scale" in steps:
-        chain.append(v2.RandomResizedCrop(recipe.resized, scale=recipe.scale, ratio=recipe.ratio,
-                                          interpolation=bicubic, antialias=True))
-    else:
-        chain.append(v2.Resize((recipe.resized, recipe.resized), interpolation=bicubic, antialias=True))
-    degrees = recipe.degrees if "rotate" in steps else 0.0
-    shear = recipe.shear if "shear" in steps else 0.0
-    if degrees or shear:
-        chain.append(v2.RandomAffine(degrees, shear=shear, interpolation=bilinear, fill=0))
-    if "vflip" in steps:
-        chain.append(v2.RandomVerticalFlip())
-    chain.append(v2.CenterCrop(recipe.size))
-    if "hflip" in steps:
-        chain.append(v2.RandomHorizontalFlip())
-    if "jitter" in steps:
-        chain.append(v2.RandomApply([v2.ColorJitter(*recipe.jitter)], p=recipe.jitter_p))
-    return v2.Compose(chain)
-
-
-def _rate(step: Callable[[], int], seconds: float, sync: Callable[[], None]) -> float:
-    step()  # warm-up
-    sync()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        done += step()
-    sync()
-    return done / (time.perf_counter() - start)
+    """The released chain as torchvision v2 tensor ops."""
+    return v2.Compose(released_steps(recipe, source_size, v2))
 
 
 def _pil_round(pil: Image.Image, recipe: PatchRecipe, batch: int, workers: int, seconds: float) -> float:
     loader = torch.utils.data.DataLoader(_PilPatches(pil, recipe, 10**9), batch_size=batch, num_workers=workers)
     batches = iter(loader)
-    rate = _rate(lambda: next(batches).shape[0], seconds, lambda: None)
+    patches_per_s = rate(lambda: next(batches).shape[0], seconds, warmup=1)
     batches._shutdown_workers()  # type: ignore[attr-defined]
-    return rate
+    return patches_per_s
 
 
 def compare(source: torch.Tensor, size: int, batch: int, device: str, seconds: float,
@@ -114,10 +81,10 @@ def compare(source: torch.Tensor, size: int, batch: int, device: str, seconds: f
         # A fresh loader per round, shut down before the other arms run: its workers prefetch in the
         # background and would otherwise compete with them for the cores.
         theirs.append(_pil_round(pil, recipe, batch, workers, seconds))
-        tv.append(_rate(v2_batch, seconds, sync))
+        tv.append(rate(v2_batch, seconds, sync, warmup=1))
         # The training path: an epoch's stream, every batch rendered into one reused buffer.
         stream = gen.epoch_batches(len(ours), batch, batch * 100_000, reuse=True)
-        ours.append(_rate(lambda stream=stream: next(stream).shape[0], seconds, sync))
+        ours.append(rate(lambda stream=stream: next(stream).shape[0], seconds, sync, warmup=1))
     return statistics.median(theirs), statistics.median(tv), statistics.median(ours)
 
 

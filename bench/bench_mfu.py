@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from _timing import rate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -94,15 +95,12 @@ def count_flops(step: Step) -> tuple[float, float]:
     return float(counter.get_total_flops()), float(forward.get_total_flops())
 
 
-def rate(run: Callable[[], None], seconds: float, sync: Callable[[], None]) -> float:
-    """Calls per second of ``run`` over at least ``seconds`` (at least one call)."""
-    sync()
-    done, start = 0, time.perf_counter()
-    while done == 0 or time.perf_counter() - start < seconds:
+def _counted(run: Callable[[], object]) -> Callable[[], int]:
+    """``run`` as a step of :func:`rate` that counts calls."""
+    def step() -> int:
         run()
-        done += 1
-    sync()
-    return done / (time.perf_counter() - start)
+        return 1
+    return step
 
 
 def main() -> None:
@@ -165,9 +163,9 @@ def main() -> None:
     matmuls: list[float] = []
     rates: dict[Config, list[float]] = {c: [] for c in configs}
     for _ in range(args.rounds):
-        matmuls.append(2 * n**3 * rate(lambda: torch.matmul(a, b), seconds, sync) / 1e12)
+        matmuls.append(2 * n**3 * rate(_counted(lambda: torch.matmul(a, b)), seconds, sync) / 1e12)
         for config, step in steps.items():
-            rates[config].append(rate(step, seconds, sync))
+            rates[config].append(rate(_counted(step), seconds, sync))
     peak = statistics.median(matmuls)
     print(f"matmul {n}x{n} {str(dtype).removeprefix('torch.')}: {peak:.3f} TFLOP/s (median of {args.rounds})")
     print(f"{'config':<40}{'img/s':>10}{'TFLOP/s':>10}{'vs matmul':>11}")

@@ -20,10 +20,10 @@ import itertools
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
+from _timing import rate
 
 from methods import METHODS, TrialConfig
 from methods.alexnet import AlexNet
@@ -49,18 +49,6 @@ def _endless(method: Method) -> Iterator[torch.Tensor]:
         yield from method.patch_batches(epoch)
 
 
-def rate(step: Callable[[], int], seconds: float, sync: Callable[[], None], warmup: int = 2) -> float:
-    """Patches/s of ``step`` (which returns the patches it consumed) over at least ``seconds``."""
-    for _ in range(warmup):
-        step()
-    sync()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        done += step()
-    sync()
-    return done / (time.perf_counter() - start)
-
-
 def compare(size: int, batch: int, head_hidden: int, seconds: float, rounds: int) -> tuple[float, float]:
     """Median patches/s of (live generator, pre-made tensors), the arms alternating ``rounds`` times."""
     method = build(size, batch, head_hidden)
@@ -83,8 +71,8 @@ def compare(size: int, batch: int, head_hidden: int, seconds: float, rounds: int
 
     lives, premades = [], []
     for _ in range(rounds):
-        lives.append(rate(live_step, seconds, sync))
-        premades.append(rate(premade_step, seconds, sync))
+        lives.append(rate(live_step, seconds, sync, warmup=2))
+        premades.append(rate(premade_step, seconds, sync, warmup=2))
     return statistics.median(lives), statistics.median(premades)
 
 

@@ -9,6 +9,8 @@ longer exist).
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import torch
 import torchvision.transforms as T
@@ -17,36 +19,43 @@ from PIL import Image
 
 from methods.patches import PatchParams, PatchRecipe
 
-__all__ = ["released_transform", "render_reference"]
+__all__ = ["released_steps", "released_transform", "render_reference"]
 
 _JITTER_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 
 
-def released_transform(recipe: PatchRecipe, source_size: tuple[int, int]) -> T.Compose:
-    """The released script's transform chain for a source of (H, W), at the recipe's patch size."""
+def released_steps(recipe: PatchRecipe, source_size: tuple[int, int], tv: ModuleType = T) -> list[Any]:
+    """The released script's transform chain for a source of (H, W), at the recipe's patch size, built
+    from ``tv``: ``torchvision.transforms`` (PIL images) or ``torchvision.transforms.v2`` (tensors), whose
+    classes take the same arguments. ``antialias`` is what PIL does anyway, and what tensors need to match."""
     h, w = source_size
     steps = recipe.steps
-    chain: list[object] = []
+    bicubic, bilinear = tv.InterpolationMode.BICUBIC, tv.InterpolationMode.BILINEAR
+    chain: list[Any] = []
     if "crop" in steps:
-        chain.append(T.RandomCrop(int(recipe.init_crop * min(h, w))))
+        chain.append(tv.RandomCrop(int(recipe.init_crop * min(h, w))))
     if "scale" in steps:
-        chain.append(T.RandomResizedCrop(recipe.resized, scale=recipe.scale, ratio=recipe.ratio,
-                                         interpolation=T.InterpolationMode.BICUBIC))
+        chain.append(tv.RandomResizedCrop(recipe.resized, scale=recipe.scale, ratio=recipe.ratio,
+                                          interpolation=bicubic, antialias=True))
     else:
-        chain.append(T.Resize((recipe.resized, recipe.resized), interpolation=T.InterpolationMode.BICUBIC))
+        chain.append(tv.Resize((recipe.resized, recipe.resized), interpolation=bicubic, antialias=True))
     degrees = recipe.degrees if "rotate" in steps else 0.0
     shear = recipe.shear if "shear" in steps else 0.0
     if degrees or shear:
-        chain.append(T.RandomAffine(degrees, shear=shear, interpolation=T.InterpolationMode.BILINEAR, fill=0))
+        chain.append(tv.RandomAffine(degrees, shear=shear, interpolation=bilinear, fill=0))
     if "vflip" in steps:
-        chain.append(T.RandomVerticalFlip())
-    chain.append(T.CenterCrop(recipe.size))
+        chain.append(tv.RandomVerticalFlip())
+    chain.append(tv.CenterCrop(recipe.size))
     if "hflip" in steps:
-        chain.append(T.RandomHorizontalFlip())
+        chain.append(tv.RandomHorizontalFlip())
     if "jitter" in steps:
-        chain.append(T.RandomApply([T.ColorJitter(*recipe.jitter)], p=recipe.jitter_p))
-    chain.append(T.ToTensor())
-    return T.Compose(chain)
+        chain.append(tv.RandomApply([tv.ColorJitter(*recipe.jitter)], p=recipe.jitter_p))
+    return chain
+
+
+def released_transform(recipe: PatchRecipe, source_size: tuple[int, int]) -> T.Compose:
+    """The released chain on a PIL image, ending in a (3, S, S) tensor in [0, 1]."""
+    return T.Compose([*released_steps(recipe, source_size), T.ToTensor()])
 
 
 def render_reference(image: Image.Image, params: PatchParams, i: int, recipe: PatchRecipe) -> torch.Tensor:

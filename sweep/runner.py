@@ -73,6 +73,11 @@ class Plan:
 
 def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_inputs: bool = True) -> Plan:
     """Expand the grid and read the ledger: what exists, what is left to run."""
+    return _plan(spec, *_prepare(spec, where, storage, check_inputs))
+
+
+def _prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool) -> tuple[list[Trial], Storage]:
+    """The grid's points and the sweep's storage, every input checked; reads no ledger."""
     points = expand(spec, where)
     if spec.search is not None:
         search.check_space(spec, points, where)
@@ -80,6 +85,11 @@ def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_in
         validate_inputs(points, where)
     store = Storage(spec.storage_uri(storage))
     store.check()
+    return points, store
+
+
+def _plan(spec: SweepSpec, points: list[Trial], store: Storage) -> Plan:
+    """The plan as the ledger says now."""
     records = Ledger(store).read_all()
     if spec.search is None:
         return Plan(points, records, store, points)
@@ -253,9 +263,9 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
               tracking: str | None = None, log: Log = _stderr, spec_text: str | None = None) -> RunSummary:
     """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
     module docstring. ``tracking`` overrides the spec's tracking URI."""
-    checked = plan_sweep(spec, where, storage)  # bad input fails here, before the lease is taken
-    with _leased(checked.storage, spec.name, log):
-        plan = plan_sweep(spec, where, storage, check_inputs=False)  # the ledger as the lease holder sees it
+    points, store = _prepare(spec, where, storage, check_inputs=True)  # bad input fails before the lease
+    with _leased(store, spec.name, log):
+        plan = _plan(spec, points, store)  # the ledger as the lease holder sees it
         todo, to_sample = plan.todo, sum(plan.to_sample.values())
         skipped = len(plan.trials) - len(todo)
         log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, "
@@ -272,7 +282,7 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
             for point in plan.points:
                 if plan.to_sample.get(point.id):
                     _run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker)
-        final = plan_sweep(spec, where, storage, check_inputs=False)
+        final = _plan(spec, points, store)
         tracker.sync(final.trials, final.records)
         if spec.search is not None:
             _announce_best(spec, final, log, tracker)
@@ -285,9 +295,9 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
 def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking: str | None = None,
                log: Log = _stderr, spec_text: str | None = None) -> tuple[int, Tracker]:
     """Back-fill MLflow from the ledger without running anything; returns (runs changed, tracker)."""
-    checked = plan_sweep(spec, where, storage, check_inputs=False)
-    with _leased(checked.storage, spec.name, log):
-        plan = plan_sweep(spec, where, storage, check_inputs=False)
+    points, store = _prepare(spec, where, storage, check_inputs=False)
+    with _leased(store, spec.name, log):
+        plan = _plan(spec, points, store)
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         changed = tracker.sync(plan.trials, plan.records) if tracker.open(spec_text) else 0
         tracker.close(plan.counts())

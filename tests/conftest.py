@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,11 +60,12 @@ def tiny(**changes: object) -> TrialConfig:
     return dataclasses.replace(TINY, **changes)  # type: ignore[arg-type]
 
 
-def failing(base: type[Method], name: str, from_epoch: int, **overrides: float) -> type[Method]:
-    """A subclass of ``base`` whose step metrics take ``overrides`` from epoch ``from_epoch`` on
-    (e.g. ``loss=nan``): failures injected into a real method, to test how a trial ends."""
+def after_steps(base: type[Method], name: str, from_epoch: int,
+                after: Callable[[Method, dict[str, torch.Tensor]], None]) -> type[Method]:
+    """A subclass of ``base`` named ``name`` that calls ``after(method, step_metrics)`` after each training
+    step from epoch ``from_epoch`` on: failures injected into a real method, to test how a trial ends."""
 
-    class Failing(base):  # type: ignore[valid-type, misc]
+    class AfterSteps(base):  # type: ignore[valid-type, misc]
         def start_epoch(self, epoch: int) -> None:
             super().start_epoch(epoch)
             self.epoch_now = epoch
@@ -72,33 +73,33 @@ def failing(base: type[Method], name: str, from_epoch: int, **overrides: float) 
         def training_step(self, batch: object) -> dict[str, torch.Tensor]:
             out = super().training_step(batch)
             if self.epoch_now >= from_epoch:
-                out.update({k: torch.tensor(v) for k, v in overrides.items()})
+                after(self, out)
             return out
 
-    Failing.name = name
-    return Failing
+    AfterSteps.name = name
+    return AfterSteps
+
+
+def failing(base: type[Method], name: str, from_epoch: int, **overrides: float) -> type[Method]:
+    """``base`` whose step metrics take ``overrides`` from epoch ``from_epoch`` on (e.g. ``loss=nan``)."""
+
+    def inject(_: Method, out: dict[str, torch.Tensor]) -> None:
+        out.update({k: torch.tensor(v) for k, v in overrides.items()})
+
+    return after_steps(base, name, from_epoch, inject)
 
 
 def poisoning(base: type[Method], name: str, from_epoch: int) -> type[Method]:
-    """A subclass of ``base`` that really breaks its trunk from epoch ``from_epoch`` on: after each step
-    it fills the first trainable conv weight with NaN, so the next forward's loss is non-finite (a real
-    divergence, not an injected metric)."""
+    """``base`` that really breaks its trunk from epoch ``from_epoch`` on: after each step it fills the first
+    trainable conv weight with NaN, so the next forward's loss is non-finite (a real divergence, not an
+    injected metric)."""
 
-    class Poisoning(base):  # type: ignore[valid-type, misc]
-        def start_epoch(self, epoch: int) -> None:
-            super().start_epoch(epoch)
-            self.epoch_now = epoch
+    def poison(method: Method, _: dict[str, torch.Tensor]) -> None:
+        conv = next(m for m in method.trunk.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad)
+        with torch.no_grad():
+            conv.weight.fill_(float("nan"))
 
-        def training_step(self, batch: object) -> dict[str, torch.Tensor]:
-            out = super().training_step(batch)
-            if self.epoch_now >= from_epoch:
-                conv = next(m for m in self.trunk.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad)
-                with torch.no_grad():
-                    conv.weight.fill_(float("nan"))
-            return out
-
-    Poisoning.name = name
-    return Poisoning
+    return after_steps(base, name, from_epoch, poison)
 
 
 def build_method(config: TrialConfig) -> Method:
