@@ -4,7 +4,9 @@ The released script (yukimasano/single_img_pretraining) makes every patch with p
 initial random crop -> random-resized crop to R = int(sqrt(2) * S) -> random rotation + shear -> optional
 vertical flip -> centre crop S -> colour jitter with p = 0.5. All geometric steps are affine, so here they
 are composed into one 2x3 matrix per sample and the whole batch is drawn with a single ``grid_sample``;
-colour jitter is one batched pass after it.
+colour jitter is one batched pass after it. On a CUDA device with Triton the two passes are one kernel
+(``methods/fused_render.py``) and a group of batches is rendered per call; the torch ops remain the CPU
+path and the reference it is tested against.
 
 Anti-aliasing: a large crop shrunk to R pixels must be low-passed as PIL's resize does. The source never
 changes, so each source is stored once as a pyramid with sqrt(2) steps (built with an antialiased
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from methods import fused_render
 from methods.augment import FULL
 from methods.colour import colour_jitter
 
@@ -34,6 +37,7 @@ _ATTEMPTS = 10  # random-resized-crop tries before clamping (failure odds per tr
 _PAD = 3  # replicated border around each atlas region, wider than a bicubic footprint
 _LEVEL_STEP = math.sqrt(2.0)
 _CPU_CHUNK_PIXELS = 1 << 18  # output pixels per CPU chunk: keeps temporaries in cache
+_GPU_GROUP_PIXELS = 1 << 26  # output pixels rendered per call on a GPU (768 MB of float32 patches)
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,7 @@ class PatchGenerator:
         seed: int = 0,
         device: torch.device | str = "cpu",
         mode: str = "bilinear",
+        fused: bool = True,
     ) -> None:
         if not images:
             raise ValueError("PatchGenerator needs at least one source image")
@@ -293,6 +298,9 @@ class PatchGenerator:
         self.device = torch.device(device)
         self.mode = mode
         self.atlas = _build_atlas(images, recipe.resized, self.device)
+        # One fused kernel on CUDA (methods/fused_render.py); torch ops elsewhere and as the reference.
+        self.fused = fused and mode == "bilinear" and fused_render.available(self.device)
+        self.group_pixels = 0 if self.device.type == "cpu" else _GPU_GROUP_PIXELS
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -318,15 +326,20 @@ class PatchGenerator:
         is drawn: only for a consumer that drops each batch before asking for the next (the training
         loop). It saves a fresh (B, 3, S, S) allocation per batch, ~11 % of a batch at 224 px on the CPU.
         """
+        # On a GPU a group of batches (``group_pixels`` output pixels) is rendered at once: the per-call
+        # cost (parameter draws on the host, kernel launches) is then paid per group, not per batch.
+        s = self.recipe.size
+        per_group = max(1, self.group_pixels // (batch_size * s * s))
         buffer: torch.Tensor | None = None
-        for chunk in indices.split(batch_size):
-            params = sample_params(self.recipe, self.sizes, self.seed, epoch, chunk)
-            if not reuse:
-                yield self.render(params)
-                continue
-            if buffer is None:
-                buffer = self._empty(len(chunk))
-            yield self.render(params, out=buffer[: len(chunk)])
+        for group in indices.split(batch_size * per_group):
+            params = sample_params(self.recipe, self.sizes, self.seed, epoch, group)
+            if reuse:
+                if buffer is None:
+                    buffer = self._empty(len(group))
+                rendered = self.render(params, out=buffer[: len(group)])
+            else:
+                rendered = self.render(params)
+            yield from rendered.split(batch_size)
 
     def _empty(self, n: int) -> torch.Tensor:
         s = self.recipe.size
@@ -340,16 +353,20 @@ class PatchGenerator:
         fill mask and those being jittered come together. ``out``, if given, receives every element
         (the rows are a permutation of the batch) and is returned.
         """
-        theta, frame, needs_mask = self._maps(params)
         device, n, s = self.device, len(params), self.recipe.size
-        jitter = params.jitter.to(device)
-        factors, order = params.factors.to(device, torch.float32), params.order.to(device)
-        rows_sorted = torch.argsort(jitter.long() * 2 + needs_mask.long(), stable=True)
-        chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
         if out is None:
             out = self._empty(n)
         elif out.shape != (n, 3, s, s) or out.device.type != device.type or out.dtype != torch.float32:
             raise ValueError(f"out must be float32 {(n, 3, s, s)} on {device}, got {out.dtype} {tuple(out.shape)}")
+        if self.fused:
+            return fused_render.render_fused(self.atlas.texture, self.packed(params).to(device), s, out)
+        theta, frame, needs_mask = self._maps(params)
+        theta, frame = theta.to(device, torch.float32), frame.to(device, torch.float32)
+        needs_mask = needs_mask.to(device)
+        jitter = params.jitter.to(device)
+        factors, order = params.factors.to(device, torch.float32), params.order.to(device)
+        rows_sorted = torch.argsort(jitter.long() * 2 + needs_mask.long(), stable=True)
+        chunk = n if device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (s * s))
         for rows in rows_sorted.split(chunk):
             patch = self._resample(theta[rows], frame[rows] if bool(needs_mask[rows].any()) else None)
             if bool(jitter[rows].any()):
@@ -357,9 +374,16 @@ class PatchGenerator:
             out.index_copy_(0, rows, patch)
         return out
 
+    def packed(self, params: PatchParams) -> torch.Tensor:
+        """(B, fused_render.PACKED) float32 rows on the host: all a patch needs, for the fused kernel."""
+        theta, frame, needs_mask = self._maps(params)
+        columns = (theta.flatten(1), frame.flatten(1), needs_mask[:, None], params.jitter[:, None],
+                   params.factors, params.order)
+        return torch.cat([c.to(torch.float32) for c in columns], dim=1)
+
     def _maps(self, params: PatchParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per sample: output -> atlas and output -> crop-frame maps (normalised), and whether the
-        recipe's black fill can show (shear can push the frame's edge into the centre crop)."""
+        """Per sample (on the host, float64): output -> atlas and output -> crop-frame maps (normalised), and
+        whether the recipe's black fill can show (shear can push the frame's edge into the centre crop)."""
         recipe, atlas = self.recipe, self.atlas
         n, s, r = len(params), recipe.size, float(recipe.resized)
         to_frame, frame_to_source = frame_maps(recipe, params)
@@ -380,8 +404,7 @@ class PatchGenerator:
         frame = (_scale_shift(n, 2.0 / r, 2.0 / r, -1.0) @ to_frame @ from_unit)[:, :2]
         corners = torch.tensor([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
         needs_mask = ((frame @ corners.T.to(frame)).abs() > 1.0).flatten(1).any(1)
-        device = self.device
-        return theta.to(device, torch.float32), frame.to(device, torch.float32), needs_mask.to(device)
+        return theta, frame, needs_mask
 
     def _resample(self, theta: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:
         """One ``grid_sample`` from the atlas; outside the crop frame (if given) the fill is black."""
