@@ -7,8 +7,8 @@ Three arms make the same recipe's patches, float tensors (B, 3, S, S) in [0, 1]:
 * per-sample torchvision: the same chain as ``torchvision.transforms.v2`` tensor ops on the source
   already on the device (the GPU when there is one), applied one patch at a time and stacked: what
   "GPU augmentation" per sample does (no DataLoader, no PIL; performance-notes §7 rows 7-8);
-* ours: whole batches with one resampling pass (plus the colour pass), on the GPU when there is one,
-  else on the same cores.
+* ours: the trial's patch stream (``epoch_batches`` into a reused buffer): the fused render, a Triton
+  kernel on the GPU when there is one, else a numba loop on the same cores.
 
     python bench/bench_generator.py                 # 64 and 224 px, small and large source photo
     python bench/bench_generator.py --rounds 1      # quicker

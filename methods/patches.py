@@ -4,9 +4,10 @@ The released script (yukimasano/single_img_pretraining) makes every patch with p
 initial random crop -> random-resized crop to R = int(sqrt(2) * S) -> random rotation + shear -> optional
 vertical flip -> centre crop S -> colour jitter with p = 0.5. All geometric steps are affine, so here they
 are composed into one 2x3 matrix per sample and the whole batch is drawn with a single ``grid_sample``;
-colour jitter is one batched pass after it. On a CUDA device with Triton the two passes are one kernel
-(``methods/fused_render.py``) and a group of batches is rendered per call; the torch ops remain the CPU
-path and the reference it is tested against.
+colour jitter is one batched pass after it. Where they can, the two passes run fused, one patch at a
+time in registers or cache: a Triton kernel on CUDA (``methods/render_gpu.py``, where a group of batches
+is also rendered per call) and a numba loop on the CPU (``methods/render_cpu.py``). The torch ops are the
+reference both are tested against, and the path for other devices and for ``mode="bicubic"``.
 
 Anti-aliasing: a large crop shrunk to R pixels must be low-passed as PIL's resize does. The source never
 changes, so each source is stored once as a pyramid with sqrt(2) steps (built with an antialiased
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from methods import fused_render
+from methods import patch_rows, render_cpu, render_gpu
 from methods.augment import FULL
 from methods.colour import colour_jitter
 
@@ -37,7 +38,8 @@ _ATTEMPTS = 10  # random-resized-crop tries before clamping (failure odds per tr
 _PAD = 3  # replicated border around each atlas region, wider than a bicubic footprint
 _LEVEL_STEP = math.sqrt(2.0)
 _CPU_CHUNK_PIXELS = 1 << 18  # output pixels per CPU chunk: keeps temporaries in cache
-_GPU_GROUP_PIXELS = 1 << 26  # output pixels rendered per call on a GPU (768 MB of float32 patches)
+# Output pixels rendered per call by a stream: 768 MB of float32 patches on a GPU, 192 MB on the CPU.
+_GROUP_PIXELS = {"cpu": 1 << 24, "cuda": 1 << 26}
 
 
 @dataclass(frozen=True)
@@ -298,9 +300,11 @@ class PatchGenerator:
         self.device = torch.device(device)
         self.mode = mode
         self.atlas = _build_atlas(images, recipe.resized, self.device)
-        # One fused kernel on CUDA (methods/fused_render.py); torch ops elsewhere and as the reference.
-        self.fused = fused and mode == "bilinear" and fused_render.available(self.device)
-        self.group_pixels = 0 if self.device.type == "cpu" else _GPU_GROUP_PIXELS
+        # A fused render where one exists for the device (see the module docstring), else torch ops.
+        backends = [b for b in (render_gpu, render_cpu) if b.available(self.device)]
+        self.fused = backends[0].render if fused and mode == "bilinear" and backends else None
+        self._fused_texture = backends[0].prepare(self.atlas.texture) if self.fused is not None else None
+        self.group_pixels = _GROUP_PIXELS.get(self.device.type, 0)
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -326,8 +330,9 @@ class PatchGenerator:
         is drawn: only for a consumer that drops each batch before asking for the next (the training
         loop). It saves a fresh (B, 3, S, S) allocation per batch, ~11 % of a batch at 224 px on the CPU.
         """
-        # On a GPU a group of batches (``group_pixels`` output pixels) is rendered at once: the per-call
-        # cost (parameter draws on the host, kernel launches) is then paid per group, not per batch.
+        # A group of batches (``group_pixels`` output pixels) is rendered at once: the per-call cost
+        # (parameter draws on the host, kernel launches, waking threads) is then paid per group, not per
+        # batch. At 64 px this doubles the CPU's patches/s and is what makes them ~1M/s on a GPU.
         s = self.recipe.size
         per_group = max(1, self.group_pixels // (batch_size * s * s))
         buffer: torch.Tensor | None = None
@@ -348,18 +353,20 @@ class PatchGenerator:
     def render(self, params: PatchParams, out: torch.Tensor | None = None) -> torch.Tensor:
         """Draw the patches described by ``params``: (B, 3, S, S) float32 in [0, 1] on the device.
 
-        One resampling pass and one colour pass over the batch. On the CPU they run chunk by chunk
-        (cache-sized, no full-batch temporaries), over the samples sorted so that those needing the
-        fill mask and those being jittered come together. ``out``, if given, receives every element
-        (the rows are a permutation of the batch) and is returned.
+        The fused render if there is one; else (torch ops) one resampling pass and one colour pass over
+        the batch, on the CPU chunk by chunk (cache-sized, no full-batch temporaries) over the samples
+        sorted so that those needing the fill mask and those being jittered come together. ``out``, if
+        given, receives every element and is returned.
         """
         device, n, s = self.device, len(params), self.recipe.size
         if out is None:
             out = self._empty(n)
-        elif out.shape != (n, 3, s, s) or out.device.type != device.type or out.dtype != torch.float32:
-            raise ValueError(f"out must be float32 {(n, 3, s, s)} on {device}, got {out.dtype} {tuple(out.shape)}")
-        if self.fused:
-            return fused_render.render_fused(self.atlas.texture, self.packed(params).to(device), s, out)
+        elif (out.shape != (n, 3, s, s) or out.device.type != device.type or out.dtype != torch.float32
+              or not out.is_contiguous()):
+            raise ValueError(f"out must be contiguous float32 {(n, 3, s, s)} on {device}, "
+                             f"got {out.dtype} {tuple(out.shape)}")
+        if self.fused is not None:
+            return self.fused(self._fused_texture, self.packed(params).to(device), s, out)
         theta, frame, needs_mask = self._maps(params)
         theta, frame = theta.to(device, torch.float32), frame.to(device, torch.float32)
         needs_mask = needs_mask.to(device)
@@ -375,11 +382,13 @@ class PatchGenerator:
         return out
 
     def packed(self, params: PatchParams) -> torch.Tensor:
-        """(B, fused_render.PACKED) float32 rows on the host: all a patch needs, for the fused kernel."""
+        """(B, patch_rows.WIDTH) float32 rows on the host: all a patch needs, for the fused renders."""
         theta, frame, needs_mask = self._maps(params)
         columns = (theta.flatten(1), frame.flatten(1), needs_mask[:, None], params.jitter[:, None],
                    params.factors, params.order)
-        return torch.cat([c.to(torch.float32) for c in columns], dim=1)
+        packed = torch.cat([c.to(torch.float32) for c in columns], dim=1)
+        assert packed.shape[1] == patch_rows.WIDTH
+        return packed
 
     def _maps(self, params: PatchParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per sample (on the host, float64): output -> atlas and output -> crop-frame maps (normalised), and

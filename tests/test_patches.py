@@ -17,6 +17,7 @@ from PIL import Image
 from methods.augment import AUGMENTATIONS, FULL, PRESETS, parse_augment
 from methods.colour import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
 from methods.errors import InputError
+from methods.patch_rows import NEEDS_MASK
 from methods.patches import PatchGenerator, PatchParams, PatchRecipe, sample_params
 from methods.pil_recipe import render_reference
 from methods.sources import resolve_sources
@@ -64,17 +65,19 @@ def test_patches_on_cuda_match_the_cpu(astronaut: torch.Tensor) -> None:
     assert (gpu.cpu() - cpu).abs().mean() < 2e-3
 
 
-# The fused Triton render against the torch ops, run by Triton's interpreter on the CPU (tiny size).
+# The GPU's fused render against the torch ops, run by Triton's interpreter on the CPU (tiny size).
 _FUSED_CHECK = """
 import json, torch
-from methods.fused_render import NEEDS_MASK, render_fused
+from methods.patch_rows import NEEDS_MASK
+from methods.render_gpu import render
+from methods.patch_rows import NEEDS_MASK
 from methods.patches import PatchGenerator, PatchRecipe
 from methods.sources import resolve_sources
 source = resolve_sources("sample:astronaut", 1, 0)[0].load()
 gen = PatchGenerator([source], PatchRecipe(size=72), seed=4)
 params = gen.params(0, 0, 12)
 packed = gen.packed(params)
-ours = render_fused(gen.atlas.texture, packed, 72, torch.empty(12, 3, 72, 72))
+ours = render(gen.atlas.texture, packed, 72, torch.empty(12, 3, 72, 72))
 diff = (ours - gen.render(params)).abs()
 masked = int(packed[:, NEEDS_MASK].sum())
 print(json.dumps({"max": diff.max().item(), "jittered": int(params.jitter.sum()), "masked": masked}))
@@ -105,9 +108,28 @@ def test_fused_kernel_on_cuda_matches_the_torch_ops(astronaut: torch.Tensor, siz
     assert float((diff > 1e-3).float().mean()) < 1e-3  # only pixels on a fill-mask edge may flip
 
 
+@pytest.mark.parametrize(("size", "threads"), [(64, 1), (72, 2)])
+def test_fused_cpu_render_matches_the_torch_ops(astronaut: torch.Tensor, size: int, threads: int) -> None:
+    recipe = PatchRecipe(size=size)
+    fused, plain = PatchGenerator([astronaut], recipe, seed=6), PatchGenerator([astronaut], recipe, seed=6, fused=False)
+    assert fused.fused is not None and plain.fused is None
+    params = fused.params(0, 0, 48)
+    assert bool(params.jitter.any()) and bool(fused.packed(params)[:, NEEDS_MASK].bool().any())
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = fused.render(params)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(a, fused.render(params))  # the split across threads changes nothing
+    diff = (a - plain.render(params)).abs()
+    assert float(diff.max()) < 5e-4 and float(diff.mean()) < 1e-5
+
+
 def test_grouped_rendering_gives_the_same_batches(astronaut: torch.Tensor) -> None:
-    """On a GPU several batches are rendered per call; the batches must not depend on it."""
+    """A stream renders several batches per call; the batches must not depend on how many."""
     one, grouped = make(astronaut, seed=2), make(astronaut, seed=2)
+    one.group_pixels = 0  # one batch per call
     grouped.group_pixels = 3 * 10 * 64 * 64  # three batches of 10 per call
     for reuse in (False, True):
         a = [x.clone() for x in one.epoch_batches(1, 10, 47, reuse=reuse)]
@@ -252,11 +274,16 @@ def test_sampled_parameters_cover_the_released_recipe_ranges(astronaut: torch.Te
 
 def test_reused_output_buffer_is_opt_in_and_bit_identical(astronaut: torch.Tensor) -> None:
     gen = make(astronaut, seed=4)
+    gen.group_pixels = 2 * 16 * 64 * 64  # two batches per call: groups of 32 and 8 patches
+
+    def storage(batch: torch.Tensor) -> int:
+        return batch.untyped_storage().data_ptr()
+
     fresh = list(gen.epoch_batches(1, 16, 40))
-    assert len({b.data_ptr() for b in fresh}) == 3  # by default a caller may keep every batch
+    assert len({storage(b) for b in fresh}) == 2  # by default a caller may keep every batch
     reused, pointers = [], []
     for batch in gen.epoch_batches(1, 16, 40, reuse=True):
-        pointers.append(batch.data_ptr())
+        pointers.append(storage(batch))
         reused.append(batch.clone())
     assert len(set(pointers)) == 1 and [len(b) for b in reused] == [16, 16, 8]
     assert all(torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))

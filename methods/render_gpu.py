@@ -1,4 +1,4 @@
-"""The patch generator's render as one Triton kernel on the GPU: resample, fill mask and colour jitter fused.
+"""The patch generator's render on the GPU as one Triton kernel: resample, fill mask and colour jitter fused.
 
 Why: on a GPU the torch path is launch-bound, not memory-bound. It runs ~100 small kernels per batch
 (``grid_sample``, the fill mask, four jitter positions, the HSV hue shift's ~40 elementwise ops), so a
@@ -23,11 +23,10 @@ try:  # Triton ships with CUDA builds of torch; without it the generator keeps t
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
 
-__all__ = ["PACKED", "available", "render_fused"]
+from methods.patch_rows import FACTORS, FRAME, JITTER, NEEDS_MASK, ORDER, THETA, WIDTH
 
-# Per-patch values packed into one float32 row (one host-to-device copy per batch).
-THETA, FRAME, NEEDS_MASK, JITTER, FACTORS, ORDER = 0, 6, 12, 13, 14, 18
-PACKED = 22
+__all__ = ["available", "prepare", "render"]
+
 _BLOCK = 1024
 
 
@@ -143,7 +142,7 @@ if triton is not None:
     @triton.jit
     def _render_kernel(tex_ptr, tex_h, tex_w, packed_ptr, out_ptr, S: tl.constexpr, BLOCK: tl.constexpr):
         n = tl.program_id(0)
-        params_ptr = packed_ptr + n * PACKED_C
+        params_ptr = packed_ptr + n * WIDTH_C
         plane = tex_h * tex_w
         npix: tl.constexpr = S * S
         mean = tl.sum(tl.zeros([BLOCK], dtype=tl.float32), axis=0)
@@ -173,11 +172,16 @@ if triton is not None:
     JITTER_C: tl.constexpr = tl.constexpr(JITTER)
     FACTORS_C: tl.constexpr = tl.constexpr(FACTORS)
     ORDER_C: tl.constexpr = tl.constexpr(ORDER)
-    PACKED_C: tl.constexpr = tl.constexpr(PACKED)
+    WIDTH_C: tl.constexpr = tl.constexpr(WIDTH)
 
 
-def render_fused(texture: torch.Tensor, packed: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
-    """Render ``packed`` (B, PACKED) float32 per-patch rows into ``out`` (B, 3, size, size) float32."""
+def prepare(texture: torch.Tensor) -> torch.Tensor:
+    """The atlas as the kernel reads it: (1, 3, H, W) float32, as built."""
+    return texture
+
+
+def render(texture: torch.Tensor, packed: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
+    """Render ``packed`` (B, patch_rows.WIDTH) float32 rows into ``out`` (B, 3, size, size) float32."""
     n = packed.shape[0]
     if n:
         _, _, height, width = texture.shape
