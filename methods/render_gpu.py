@@ -165,7 +165,7 @@ if triton is not None:
             tl.store(out + npix + offs, g, mask=valid)
             tl.store(out + 2 * npix + offs, b, mask=valid)
 
-    # Offsets as module-level constants the kernels can read (Triton folds plain globals).
+    # The row layout as constexpr globals: the only kind of module global a Triton kernel may read.
     THETA_C: tl.constexpr = tl.constexpr(THETA)
     FRAME_C: tl.constexpr = tl.constexpr(FRAME)
     NEEDS_MASK_C: tl.constexpr = tl.constexpr(NEEDS_MASK)
