@@ -83,7 +83,7 @@ def colour_jitter(
                         torch.where(op == 2, factors[:, 2], ones)))
         b = torch.where(op == 1, 1.0 - factors[:, 1], zeros)
         c = torch.where(op == 2, 1.0 - factors[:, 2], zeros)
-        if bool((op >= 0).any() & (op <= 2).any()):
+        if bool(((op >= 0) & (op <= 2)).any()):
             grey = _grey(x)
             shift = c.view(-1, 1, 1, 1) * grey + (b * grey.mean(dim=(1, 2, 3))).view(-1, 1, 1, 1)
             x.mul_(a.view(-1, 1, 1, 1)).add_(shift).clamp_(0.0, 1.0)

@@ -5,9 +5,10 @@ initial random crop -> random-resized crop to R = int(sqrt(2) * S) -> random rot
 vertical flip -> centre crop S -> colour jitter with p = 0.5. All geometric steps are affine, so here they
 are composed into one 2x3 matrix per sample and the whole batch is drawn with a single ``grid_sample``;
 colour jitter is one batched pass after it. Where they can, the two passes run fused, one patch at a
-time in registers or cache: a Triton kernel on CUDA (``methods/render_gpu.py``, where a group of batches
-is also rendered per call) and a numba loop on the CPU (``methods/render_cpu.py``). The torch ops are the
-reference both are tested against, and the path for other devices and for ``mode="bicubic"``.
+time in registers or cache: a Triton kernel on CUDA (``methods/render_gpu.py``) and a numba loop on the
+CPU (``methods/render_cpu.py``), and the training stream then renders a group of batches per call. The
+torch ops are the reference both are tested against, and the path for other devices, for
+``mode="bicubic"``, and wherever a fused render cannot run.
 
 Anti-aliasing: a large crop shrunk to R pixels must be low-passed as PIL's resize does. The source never
 changes, so each source is stored once as a pyramid with sqrt(2) steps (built with an antialiased
@@ -20,8 +21,9 @@ not depend on the batch it is drawn in, the device, or how often the trial was r
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +32,8 @@ import torch.nn.functional as F
 from methods import patch_rows, render_cpu, render_gpu
 from methods.augment import FULL
 from methods.colour import colour_jitter
+
+log = logging.getLogger("monosweep.patches")
 
 __all__ = ["PatchGenerator", "PatchParams", "PatchRecipe", "sample_params", "uniforms"]
 
@@ -300,11 +304,27 @@ class PatchGenerator:
         self.device = torch.device(device)
         self.mode = mode
         self.atlas = _build_atlas(images, recipe.resized, self.device)
-        # A fused render where one exists for the device (see the module docstring), else torch ops.
-        backends = [b for b in (render_gpu, render_cpu) if b.available(self.device)]
-        self.fused = backends[0].render if fused and mode == "bilinear" and backends else None
-        self._fused_texture = backends[0].prepare(self.atlas.texture) if self.fused is not None else None
-        self.group_pixels = _GROUP_PIXELS.get(self.device.type, 0)
+        self._fused_texture: object = None
+        self.fused_render = self._fused_backend() if fused and mode == "bilinear" else None
+        # Groups only for a fused render: the torch ops would hold a whole group's temporaries at once.
+        self.group_pixels = _GROUP_PIXELS.get(self.device.type, 0) if self.fused_render else 0
+
+    def _fused_backend(self) -> Callable[..., torch.Tensor] | None:
+        """The fused render for this device (see the module docstring), tried once on one patch: where
+        it cannot run (a GPU Triton does not support, no compiler for its launcher) the torch ops do."""
+        backend = next((b for b in (render_gpu, render_cpu) if b.available(self.device)), None)
+        if backend is None:
+            return None
+        texture = backend.prepare(self.atlas.texture)
+        try:
+            backend.render(texture, self.packed(self.params(0, 0, 1)).to(self.device), self.recipe.size,
+                           self._empty(1))
+        except Exception as error:  # noqa: BLE001 - any failure means: use the torch ops
+            log.warning("fused patch render unavailable on %s (%s: %s); using torch ops",
+                        self.device, type(error).__name__, error)
+            return None
+        self._fused_texture = texture
+        return backend.render
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -326,15 +346,14 @@ class PatchGenerator:
     ) -> Iterator[torch.Tensor]:
         """Patches number ``indices`` of ``epoch``, in that order, in batches.
 
-        ``reuse=True`` renders every batch into one buffer, so a batch is overwritten when the next one
-        is drawn: only for a consumer that drops each batch before asking for the next (the training
-        loop). It saves a fresh (B, 3, S, S) allocation per batch, ~11 % of a batch at 224 px on the CPU.
+        ``reuse=True`` (the training loop) renders into one buffer that a later batch overwrites: only for
+        a consumer that drops each batch before asking for the next. It also renders a group of batches
+        (``group_pixels`` output pixels) per call, so the per-call cost (parameter draws on the host,
+        kernel launches, waking threads) is paid per group: at 64 px this doubles the CPU's patches/s and
+        is what makes them ~1M/s on a GPU. Without it every batch is a tensor of its own, to keep.
         """
-        # A group of batches (``group_pixels`` output pixels) is rendered at once: the per-call cost
-        # (parameter draws on the host, kernel launches, waking threads) is then paid per group, not per
-        # batch. At 64 px this doubles the CPU's patches/s and is what makes them ~1M/s on a GPU.
         s = self.recipe.size
-        per_group = max(1, self.group_pixels // (batch_size * s * s))
+        per_group = max(1, self.group_pixels // (batch_size * s * s)) if reuse else 1
         buffer: torch.Tensor | None = None
         for group in indices.split(batch_size * per_group):
             params = sample_params(self.recipe, self.sizes, self.seed, epoch, group)
@@ -365,8 +384,8 @@ class PatchGenerator:
               or not out.is_contiguous()):
             raise ValueError(f"out must be contiguous float32 {(n, 3, s, s)} on {device}, "
                              f"got {out.dtype} {tuple(out.shape)}")
-        if self.fused is not None:
-            return self.fused(self._fused_texture, self.packed(params).to(device), s, out)
+        if self.fused_render is not None:
+            return self.fused_render(self._fused_texture, self.packed(params).to(device), s, out)
         theta, frame, needs_mask = self._maps(params)
         theta, frame = theta.to(device, torch.float32), frame.to(device, torch.float32)
         needs_mask = needs_mask.to(device)

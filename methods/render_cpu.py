@@ -10,9 +10,10 @@ the mean grey of the patch as it is at that point, as torchvision does.
 
 Patches are independent, so the batch is split across ``torch.get_num_threads()`` threads (the numba
 functions release the GIL): a trial's thread budget holds, no second OpenMP runtime, fork-safe.
-Same semantics as ``PatchGenerator._resample`` + ``colour.colour_jitter`` (to ~1e-4: see ``_sample``);
-tests/test_patches.py checks them against each other. Compiled once per machine (numba's cache: beside
-this file, or in numba's cache folder where that is read-only).
+Same semantics as ``PatchGenerator._resample`` + ``colour.colour_jitter`` (to ~1e-4, see ``_sample``; a
+pixel exactly on the crop frame's edge may fall on the other side); tests/test_patches.py checks them.
+Compiled once per machine (numba's cache: beside this file, or in numba's cache folder where that is
+read-only).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import os
+import threading
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; kept optional f
 
 from methods.patch_rows import FACTORS, FRAME, JITTER, NEEDS_MASK, ORDER, THETA
 
-__all__ = ["available", "render"]
+__all__ = ["available", "prepare", "render"]
 
 _GREY = (np.float32(0.2989), np.float32(0.587), np.float32(0.114))
 _ZERO, _ONE, _SIX = np.float32(0.0), np.float32(1.0), np.float32(6.0)
@@ -139,23 +141,27 @@ if njit is not None:
 
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
-    global _pool
-    _pool = None  # a forked child has none of the parent's threads: it starts its own pool
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()  # a forked child has none of the parent's threads
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _threads(n: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A pool of ``n`` threads, rebuilt only when torch's thread count changes."""
     global _pool
-    if _pool is None or _pool._max_workers != n:  # type: ignore[attr-defined]
-        if _pool is not None:
-            _pool.shutdown()
-        _pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="monosweep-render")
-    return _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != n:  # type: ignore[attr-defined]
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="monosweep-render")
+        return _pool
 
 
 def prepare(texture: torch.Tensor) -> np.ndarray:
@@ -166,11 +172,12 @@ def prepare(texture: torch.Tensor) -> np.ndarray:
 def render(tex: np.ndarray, packed: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
     """Render ``packed`` (B, patch_rows.WIDTH) float32 rows into ``out`` (B, 3, size, size) float32."""
     n = packed.shape[0]
-    rows = packed.numpy()
-    flat = out.view(n, 3, size * size).numpy()
-    threads = max(1, min(torch.get_num_threads(), n))
-    if threads == 1:
+    rows = packed.contiguous().numpy()
+    flat = out.view(n, 3, size * size).numpy()  # a view: ``out`` must be contiguous
+    threads = torch.get_num_threads()
+    tasks = max(1, min(threads, n))
+    if tasks == 1:
         _render_every(tex, rows, flat, 0, 1)
     else:
-        list(_threads(threads).map(lambda first: _render_every(tex, rows, flat, first, threads), range(threads)))
+        list(_threads(threads).map(lambda first: _render_every(tex, rows, flat, first, tasks), range(tasks)))
     return out

@@ -182,6 +182,9 @@ def prepare(texture: torch.Tensor) -> torch.Tensor:
 
 def render(texture: torch.Tensor, packed: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
     """Render ``packed`` (B, patch_rows.WIDTH) float32 rows into ``out`` (B, 3, size, size) float32."""
+    for name, t in (("texture", texture), ("packed", packed), ("out", out)):
+        if t.dtype != torch.float32 or not t.is_contiguous():  # the kernel indexes them as dense rows
+            raise ValueError(f"render_gpu.render: {name} must be contiguous float32, got {t.dtype} {t.stride()}")
     n = packed.shape[0]
     if n:
         _, _, height, width = texture.shape

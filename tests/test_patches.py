@@ -14,6 +14,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from methods import render_cpu
 from methods.augment import AUGMENTATIONS, FULL, PRESETS, parse_augment
 from methods.colour import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
 from methods.errors import InputError
@@ -68,8 +69,10 @@ def test_patches_on_cuda_match_the_cpu(astronaut: torch.Tensor) -> None:
 # The GPU's fused render against the torch ops, run by Triton's interpreter on the CPU (tiny size).
 _FUSED_CHECK = """
 import json, torch
+from methods import render_cpu
 from methods.patch_rows import NEEDS_MASK
 from methods.render_gpu import render
+from methods import render_cpu
 from methods.patch_rows import NEEDS_MASK
 from methods.patches import PatchGenerator, PatchRecipe
 from methods.sources import resolve_sources
@@ -100,7 +103,7 @@ def test_fused_kernel_on_cuda_matches_the_torch_ops(astronaut: torch.Tensor, siz
     recipe = PatchRecipe(size=size)
     fused = PatchGenerator([astronaut], recipe, seed=3, device="cuda")
     plain = PatchGenerator([astronaut], recipe, seed=3, device="cuda", fused=False)
-    assert fused.fused and not plain.fused
+    assert fused.fused_render is not None and plain.fused_render is None
     a, b = fused.batch(0, 0, 256), plain.batch(0, 0, 256)
     assert torch.equal(a, fused.batch(0, 0, 256))  # deterministic
     diff = (a - b).abs()
@@ -110,9 +113,10 @@ def test_fused_kernel_on_cuda_matches_the_torch_ops(astronaut: torch.Tensor, siz
 
 @pytest.mark.parametrize(("size", "threads"), [(64, 1), (72, 2)])
 def test_fused_cpu_render_matches_the_torch_ops(astronaut: torch.Tensor, size: int, threads: int) -> None:
+    pytest.importorskip("numba")
     recipe = PatchRecipe(size=size)
     fused, plain = PatchGenerator([astronaut], recipe, seed=6), PatchGenerator([astronaut], recipe, seed=6, fused=False)
-    assert fused.fused is not None and plain.fused is None
+    assert fused.fused_render is not None and plain.fused_render is None
     params = fused.params(0, 0, 48)
     assert bool(params.jitter.any()) and bool(fused.packed(params)[:, NEEDS_MASK].bool().any())
     before = torch.get_num_threads()
@@ -123,7 +127,23 @@ def test_fused_cpu_render_matches_the_torch_ops(astronaut: torch.Tensor, size: i
         torch.set_num_threads(before)
     assert torch.equal(a, fused.render(params))  # the split across threads changes nothing
     diff = (a - plain.render(params)).abs()
-    assert float(diff.max()) < 5e-4 and float(diff.mean()) < 1e-5
+    assert float(diff.mean()) < 1e-5
+    assert float((diff > 5e-4).float().mean()) < 1e-3  # only pixels on a fill-mask edge may flip
+
+
+def test_a_fused_render_that_cannot_run_falls_back_to_the_torch_ops(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> torch.Tensor:
+        raise RuntimeError("no compiler for this machine")
+
+    monkeypatch.setattr(render_cpu, "available", lambda device: True)
+    monkeypatch.setattr(render_cpu, "render", broken)
+    gen = make(astronaut, seed=8)
+    assert gen.fused_render is None and gen.group_pixels == 0
+    assert "fused patch render unavailable" in caplog.text and "no compiler" in caplog.text
+    expected = PatchGenerator([astronaut], PatchRecipe(size=64), seed=8, fused=False).batch(0, 0, 6)
+    assert torch.equal(gen.batch(0, 0, 6), expected)
 
 
 def test_grouped_rendering_gives_the_same_batches(astronaut: torch.Tensor) -> None:
@@ -280,7 +300,7 @@ def test_reused_output_buffer_is_opt_in_and_bit_identical(astronaut: torch.Tenso
         return batch.untyped_storage().data_ptr()
 
     fresh = list(gen.epoch_batches(1, 16, 40))
-    assert len({storage(b) for b in fresh}) == 2  # by default a caller may keep every batch
+    assert len({storage(b) for b in fresh}) == 3  # by default every batch is a tensor of its own, to keep
     reused, pointers = [], []
     for batch in gen.epoch_batches(1, 16, 40, reuse=True):
         pointers.append(storage(batch))
