@@ -13,12 +13,12 @@ __all__ = [
     "adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "colour_jitter",
 ]
 
-_GREY = (0.2989, 0.587, 0.114)
+GREY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision (and the fused renders)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
-    return (_GREY[0] * r + _GREY[1] * g + _GREY[2] * b).unsqueeze(1)
+    return (GREY[0] * r + GREY[1] * g + GREY[2] * b).unsqueeze(1)
 
 
 def _per_sample(f: torch.Tensor) -> torch.Tensor:

@@ -31,11 +31,12 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; kept optional for odd platforms
     njit = None
 
+from methods.colour import GREY
 from methods.patch_rows import FACTORS, FRAME, JITTER, NEEDS_MASK, ORDER, THETA
 
 __all__ = ["available", "prepare", "render"]
 
-_GREY = (np.float32(0.2989), np.float32(0.587), np.float32(0.114))
+_GREY = tuple(np.float32(w) for w in GREY)
 _ZERO, _ONE, _SIX = np.float32(0.0), np.float32(1.0), np.float32(6.0)
 
 

@@ -23,6 +23,7 @@ try:  # Triton ships with CUDA builds of torch; without it the generator keeps t
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
 
+from methods.colour import GREY
 from methods.patch_rows import FACTORS, FRAME, JITTER, NEEDS_MASK, ORDER, THETA, WIDTH
 
 __all__ = ["available", "prepare", "render"]
@@ -38,7 +39,7 @@ if triton is not None:
 
     @triton.jit
     def _grey(r, g, b):
-        return 0.2989 * r + 0.587 * g + 0.114 * b
+        return GREY_R * r + GREY_G * g + GREY_B * b
 
     @triton.jit
     def _remainder6(x):
@@ -166,6 +167,7 @@ if triton is not None:
             tl.store(out + 2 * npix + offs, b, mask=valid)
 
     # The row layout as constexpr globals: the only kind of module global a Triton kernel may read.
+    GREY_R, GREY_G, GREY_B = (tl.constexpr(w) for w in GREY)
     THETA_C: tl.constexpr = tl.constexpr(THETA)
     FRAME_C: tl.constexpr = tl.constexpr(FRAME)
     NEEDS_MASK_C: tl.constexpr = tl.constexpr(NEEDS_MASK)
