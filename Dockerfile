@@ -1,6 +1,6 @@
 # One image for the Ray head and the workers, under `ray up` (cluster/aws/) and KubeRay (cluster/k8s/).
 #   docker build -t ghcr.io/YOUR_ORG/monosweep:2.60.0 . && docker push ghcr.io/YOUR_ORG/monosweep:2.60.0
-# The Ray version is pinned once, in pyproject.toml; tests/test_cluster_files.py fails if RAY_VERSION here, an
+# The Ray version is pinned once, in pyproject.toml; tests/cluster/test_cluster_files.py fails if RAY_VERSION here, an
 # image tag or a rayVersion in cluster/ drifts from it. Not ray-ml: deprecated since Ray 2.31, gone after 2.49.
 ARG RAY_VERSION=2.60.0
 ARG CUDA=cu128

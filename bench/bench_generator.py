@@ -20,7 +20,6 @@ speed drifts by tens of percent from minute to minute.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -28,12 +27,13 @@ import statistics
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2 as v2
+from _timing import parser as bench_parser
 from _timing import rate
 from PIL import Image
 
-from methods.patches import PatchGenerator, PatchRecipe
-from methods.pil_recipe import released_steps, released_transform
-from methods.sources import resolve_sources
+from methods.data.sources import resolve_sources
+from methods.patches.generator import PatchGenerator, PatchRecipe
+from tests.support.pil_recipe import released_steps, released_transform
 
 
 class _PilPatches(torch.utils.data.Dataset):
@@ -89,12 +89,10 @@ def compare(source: torch.Tensor, size: int, batch: int, device: str, seconds: f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=5, smoke="a few seconds at tiny size: 64 px, small photo only")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per arm and round")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size: 64 px, small photo only")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.rounds, args.sizes, args.batch = 0.2, 1, [64], 16

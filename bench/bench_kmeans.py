@@ -11,27 +11,26 @@ speed of the implementation, not of a different algorithm.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 
 import numpy as np
 import torch
+from _timing import parser as bench_parser
 from sklearn.cluster import KMeans
 
-from methods.kmeans import kmeans, l2_normalise, pca_whiten
+from methods.pretext._kmeans import kmeans, l2_normalise, pca_whiten
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--d", type=int, default=256)
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--skip-sklearn-above", type=int, default=200_000,
                         help="only time scikit-learn up to this N (it takes minutes beyond)")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
     if args.smoke:
         args.n, args.d, args.k, args.iters = 2000, 32, 20, 3

@@ -33,14 +33,16 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from _timing import parser as bench_parser
 from _timing import rate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from methods.alexnet import AlexNet, mlp_head
-from methods.context import pick_device
 from methods.optim import sgd
-from methods.rotnet import rotations
+from methods.pretext.rotnet import rotations
+from methods.trial.inputs import pick_device
+from methods.trunk.alexnet import AlexNet
+from methods.trunk.heads import mlp_head
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _counted(run: Callable[[], object]) -> Callable[[], int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=3)
     parser.add_argument("--size", type=int, default=None, help="image px (default: CUDA 224, CPU 64)")
     parser.add_argument("--batch", type=int, default=None, help="patches per step, x4 rotations (default: CUDA 192, "
                         "CPU 8)")
@@ -114,8 +116,6 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=None, help="side of the square matmul (default: CUDA 8192, "
                         "CPU 2048)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per config and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(1 if args.smoke else cores)  # smoke runs share a CI machine: no oversubscription

@@ -1,6 +1,6 @@
 """K seeds of a tiny RotNet trial packed onto one device vs the same K trials one after another.
 
-Both arms go through the real platform (``sweep.runner.run_sweep``: spec, ledger, Ray Tune, MLflow mirror)
+Both arms go through the real platform (``sweep.driver.run_sweep``: spec, ledger, Ray Tune, MLflow mirror)
 with a spec built in code whose grid is ``seed: [0 .. K-1]``; each run has its own temporary storage. The
 local Ray runtime is started once, and one MLflow database (each run its own experiment in it) is
 created once, before anything is timed: both are per-session costs that packing does not change.
@@ -27,7 +27,6 @@ the MLflow mirror left out, the per-trial cost between trials kept). The arms al
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -36,9 +35,11 @@ import time
 from typing import Any
 
 import torch
+from _timing import parser as bench_parser
 
-from sweep.ledger import Ledger
-from sweep.runner import connect, run_sweep
+from sweep.driver import run_sweep
+from sweep.execution.session import connect
+from sweep.ledger.store import Ledger
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
 
@@ -59,20 +60,18 @@ def run_arm(fixed: dict[str, Any], k: int, packed: bool, cuda: bool, name: str,
         assert summary.counts == {"finished": k}, summary.counts
         records = Ledger(Storage(spec.storage_uri())).read_all().values()
         ends = [r.updated for r in records]
-        trains = [float(r.result["seconds"]["train"]) for r in records if r.result]
+        trains = [float(r.result.seconds["train"]) for r in records if r.result]
     starts = [end - train for end, train in zip(ends, trains, strict=True)]
     return wall, max(ends) - min(starts), statistics.mean(trains)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=2, smoke="tiny trials, one round (CI)")
     parser.add_argument("--k", type=int, default=None, help="trials (seeds) per arm (default: CUDA 4, CPU cores)")
     parser.add_argument("--patches", type=int, default=None, help="patches per trial (default: CUDA 200000, CPU 256)")
     parser.add_argument("--size", type=int, default=64, help="patch px")
     parser.add_argument("--batch", type=int, default=None, help="RotNet batch (default: CUDA 192, CPU 32)")
     parser.add_argument("--head-hidden", type=int, default=256, help="RotNet head width (small: tiny trials)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds (ABBA order); medians are reported")
-    parser.add_argument("--smoke", action="store_true", help="tiny trials, one round (CI)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     cuda = torch.cuda.is_available()

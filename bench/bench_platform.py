@@ -12,7 +12,6 @@ storage. Target: <= 0.5 s of overhead per trial.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -20,26 +19,29 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ["MONOSWEEP_PLUGINS"] = "noop_method"
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "plugins"),
-                                                         os.environ.get("PYTHONPATH", "")]))
-sys.path.insert(0, str(REPO / "tests" / "plugins"))
+from _timing import parser as bench_parser
 
-from methods import TrialConfig, run_trial  # noqa: E402
-from sweep.runner import run_sweep  # noqa: E402
-from sweep.spec import SweepSpec  # noqa: E402
+from methods import TrialConfig, registry, run_trial
+from sweep.driver import run_sweep
+from sweep.spec import SweepSpec
+
+REPO = Path(__file__).resolve().parents[1]
 
 FIXED = {"method": "noop", "arch": "small", "epochs": 1, "probe_epochs": 0, "device": "cpu"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, smoke="4 trials (CI)")
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--smoke", action="store_true", help="4 trials (CI)")
     args = parser.parse_args()
     if args.smoke:
         args.trials = 4
+    # The no-op method of the tests, here and in the Ray workers (they inherit this environment).
+    os.environ["MONOSWEEP_PLUGINS"] = "noop_method"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests" / "plugins"),
+                                                             os.environ.get("PYTHONPATH", "")]))
+    sys.path.insert(0, str(REPO / "tests" / "plugins"))
+    registry.load_plugins()
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.machine()}, {cores} cores; {args.trials} no-op trials (1 epoch, checkpointed)")
 

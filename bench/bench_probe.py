@@ -28,7 +28,6 @@ built-in ``demo`` set; ``--data`` picks another.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -38,11 +37,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import parser as bench_parser
 
-from methods.alexnet import TAPS, AlexNet
-from methods.context import pick_device
-from methods.labelled import LabelledData, Split, load_labelled
+from methods.data.labelled import LabelledData, Split, load_labelled
 from methods.probe import ProbeHeads, _features, pooled_sides
+from methods.trial.inputs import pick_device
+from methods.trunk.alexnet import TAPS, AlexNet
 
 REPO = Path(__file__).resolve().parents[1]
 Sides = Mapping[str, tuple[int, int]]
@@ -107,13 +107,11 @@ def on_device(data: LabelledData, device: torch.device) -> Split:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=3)
     parser.add_argument("--data", default=None, help="labelled data (default: the CIFAR-10 tar if present, else demo)")
     parser.add_argument("--size", type=int, default=None, help="probe input px (default: CUDA 224, CPU 64)")
     parser.add_argument("--images", type=int, default=None, help="training images (default: CUDA 10000, CPU 1024)")
     parser.add_argument("--batch", type=int, default=192, help="probe batch size (the protocol's)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     # Smoke runs share a CI machine: one thread avoids the stalls of oversubscribed thread pools.

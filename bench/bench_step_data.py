@@ -15,7 +15,6 @@ generator competes with the step for the same cores, so the ratio shows the gene
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import platform
@@ -23,12 +22,14 @@ import statistics
 from collections.abc import Iterator
 
 import torch
+from _timing import parser as bench_parser
 from _timing import rate
 
 from methods import METHODS, TrialConfig
-from methods.alexnet import AlexNet
-from methods.base import Method
-from methods.context import TrialContext, pick_device
+from methods.method import Method
+from methods.trial.context import TrialContext
+from methods.trial.inputs import pick_device
+from methods.trunk.alexnet import AlexNet
 
 
 def build(size: int, batch: int, head_hidden: int) -> Method:
@@ -77,13 +78,11 @@ def compare(size: int, batch: int, head_hidden: int, seconds: float, rounds: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, rounds=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="patch sizes (default: CUDA 64 224, CPU 64)")
     parser.add_argument("--batch", type=int, default=None, help="patches per step (default: CUDA 192, CPU 64)")
     parser.add_argument("--head-hidden", type=int, default=4096, help="RotNet head width (the method's default)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per arm and round")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(cores)

@@ -12,16 +12,17 @@ puts it at 0.3-0.5x a RotNet step.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 
 import torch
+from _timing import parser as bench_parser
 
 from methods import METHODS, TrialConfig
-from methods.alexnet import AlexNet
-from methods.context import TrialContext, pick_device
+from methods.trial.context import TrialContext
+from methods.trial.inputs import pick_device
+from methods.trunk.alexnet import AlexNet
 
 
 def rate(name: str, size: int, batch: int, seconds: float) -> float:
@@ -48,11 +49,10 @@ def rate(name: str, size: int, batch: int, seconds: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds at tiny size (CI)")
     args = parser.parse_args()
     if args.smoke:
         args.size, args.batch, args.seconds = 64, 4, 0.5

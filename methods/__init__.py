@@ -1,57 +1,49 @@
 """monosweep's trial engine: pure PyTorch (no Ray, no MLflow).
 
-One trial = build the single-image dataset -> train one method -> probe every conv layer. Entry point:
-:func:`run_trial`. Methods live one per file and are listed in :data:`METHODS`.
+One trial = build the single-image dataset -> train one method -> probe every conv layer. The tree:
+
+- ``trunk/``      the AlexNet with its five probed taps, and the heads methods put on it
+- ``patches/``    the single-image patch generator: the recipe's draws, the batched render, fused renders
+- ``data/``       source photos, labelled sets (probe, supervised), the full-folder stream
+- ``pretext/``    the self-supervised methods, one file each (RotNet, DeepCluster, BiGAN)
+- ``baselines/``  supervised and random
+- ``probe.py``    the all-layer linear probe
+- ``trial/``      config, inputs check, context, ``run_trial``, its result and reporter, the command line
+- ``method.py``   the contract a method implements; ``registry.py`` finds methods by name
+
+The public names below are loaded on first use (Scientific Python's SPEC 1), so ``import methods`` (and
+``monosweep --help``) costs no torch; everything inside the package imports what it uses at its top.
 """
 
 from __future__ import annotations
 
-from methods.base import Diverged, Method
-from methods.bigan import BiGAN
-from methods.deepcluster import DeepCluster
-from methods.random_init import RandomInit
-from methods.rotnet import RotNet
-from methods.supervised import Supervised
+import importlib
+from typing import TYPE_CHECKING, Any
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (RotNet, DeepCluster, BiGAN, Supervised, RandomInit)}
+if TYPE_CHECKING:
+    from methods.errors import InputError
+    from methods.method import Diverged, Method
+    from methods.registry import METHODS, get_method, list_methods, register
+    from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, TrialConfig
+    from methods.trial.reporter import Reporter
+    from methods.trial.result import TrialResult
+    from methods.trial.run import run_trial
 
-
-def register(method: type[Method]) -> type[Method]:
-    """Add a method to the registry (usable as a class decorator); names must be unique."""
-    if method.name in METHODS and METHODS[method.name] is not method:
-        raise ValueError(f"a method named {method.name!r} is already registered")
-    METHODS[method.name] = method
-    return method
-
-
-def _load_plugins() -> None:
-    """Import the modules named in $MONOSWEEP_PLUGINS (comma-separated): they register extra methods.
-
-    An environment variable rather than an argument so that Ray workers, which inherit the driver's
-    environment, register the same methods as the driver.
-    """
-    import importlib
-    import os
-
-    for module in filter(None, (m.strip() for m in os.environ.get("MONOSWEEP_PLUGINS", "").split(","))):
-        importlib.import_module(module)
-
-from methods.config import TrialConfig  # noqa: E402  (needs METHODS at validation time only)
-from methods.errors import InputError  # noqa: E402
-from methods.trial import TrialResult, run_trial  # noqa: E402
-
-__all__ = ["METHODS", "Diverged", "InputError", "Method", "TrialConfig", "TrialResult", "get_method",
-           "list_methods", "register", "run_trial"]
-
-_load_plugins()
+_PUBLIC = {
+    "InputError": "methods.errors",
+    "Diverged": "methods.method", "Method": "methods.method",
+    "get_method": "methods.registry", "list_methods": "methods.registry", "register": "methods.registry",
+    "MethodOptions": "methods.trial.config", "ResolvedConfig": "methods.trial.config",
+    "TrainingDefaults": "methods.trial.config", "TrialConfig": "methods.trial.config",
+    "Reporter": "methods.trial.reporter", "TrialResult": "methods.trial.result", "run_trial": "methods.trial.run",
+}
+__all__ = ["METHODS", "Diverged", "InputError", "Method", "MethodOptions", "Reporter", "ResolvedConfig",
+           "TrainingDefaults", "TrialConfig", "TrialResult", "get_method", "list_methods", "register", "run_trial"]
 
 
-def list_methods() -> list[str]:
-    return sorted(METHODS)
-
-
-def get_method(name: str) -> type[Method]:
-    """The method class registered as ``name``; a one-line InputError listing the known ones otherwise."""
-    if name not in METHODS:
-        raise InputError(f"unknown method {name!r}; known: {', '.join(list_methods())}")
-    return METHODS[name]
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the registry, with the built-in methods imported
+        return importlib.import_module("methods.registry").methods()
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'methods' has no attribute {name!r}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from methods.cli import main
+from methods.trial.cli import main
 
 sys.exit(main())

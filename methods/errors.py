@@ -1,4 +1,4 @@
-"""The one exception type for bad user input.
+"""The one exception type for bad user input, and the guard every command line runs under.
 
 Anything a user can get wrong (a path, a method name, an image size) raises :class:`InputError`
 with a single line that names the thing and says how to fix it. Front ends print that line and
@@ -7,7 +7,10 @@ exit non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "first_line"]
+import sys
+from collections.abc import Callable
+
+__all__ = ["InputError", "first_line", "guarded"]
 
 
 class InputError(ValueError):
@@ -18,3 +21,15 @@ def first_line(err: BaseException) -> str:
     """An exception as one line for a message: its first line, or its type when it says nothing."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def guarded(prog: str, command: Callable[[], int]) -> int:
+    """Run a command; bad input becomes one ``PROG: error: ...`` line and exit code 2, Ctrl-C exit code 130."""
+    try:
+        return command()
+    except InputError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.alexnet import TAPS, AlexNet
-from methods.labelled import LabelledData, Split
+from methods.data.labelled import LabelledData, Split
 from methods.optim import step_schedule
+from methods.trunk.alexnet import TAPS, AlexNet
 
 __all__ = ["ProbeSettings", "pooled_sides", "run_probe"]
 

@@ -2,10 +2,11 @@
 GPU-hours at an assumed achieved throughput (``monosweep plan --tflops``).
 
 The trunk's FLOPs are counted, not guessed (torch's FLOP counter on one forward pass at the trial's
-size). The rest is a short list of stated assumptions: how many trunk passes a method makes per patch,
-the size of a probe set named by its path, and the throughput. Measure the throughput on your GPU with
-``bench/bench_mfu.py`` and pass it in; the default is an H100 at about 20 % of its bf16 peak. This is
-compute only: a probe that streams JPEGs (ImageNet) is often bound by decoding instead.
+size). The rest is a short list of stated assumptions: how many trunk passes a method makes per patch
+(each method's ``passes_per_patch``), the size of a probe set named by its path, and the throughput.
+Measure the throughput on your GPU with ``bench/bench_mfu.py`` and pass it in; the default is an H100 at
+about 20 % of its bf16 peak. This is compute only: a probe that streams JPEGs (ImageNet) is often bound
+by decoding instead.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from methods.config import TrialConfig
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from methods import registry
+from methods.trial.config import ResolvedConfig
+from methods.trunk.alexnet import AlexNet
 
 __all__ = ["DEFAULT_TFLOPS", "Cost", "sweep_hours", "trial_cost"]
 
 DEFAULT_TFLOPS = 200.0  # achieved bf16 TFLOP/s: ~20 % of an H100's dense peak (performance-notes §0)
-# Trunk forward+backward passes per training patch (a forward alone counts 1/3 of one).
-PASSES = {"rotnet": 4.0,  # all four rotations of every patch
-          "supervised": 1.0,
-          "deepcluster": 1.0 + 1 / 3,  # training, plus the epoch's feature pass for k-means
-          "bigan": 2.5,  # encoder, generator and joint discriminator
-          "random": 0.0}
 # The probe caches pooled features (5 layers x ~9.2k values, bf16) when they fit: say half an 80 GB GPU.
 _POOLED, _CACHE_BYTES = 5 * 9216, 40e9
 # Probe training images when no limit is set, by a word in the probe data's path.
@@ -48,11 +48,6 @@ class Cost:
 @cache
 def _forward_flops(arch: str, size: int, head_hidden: int) -> float:
     """FLOPs of one forward pass of the trunk (and a two-hidden-layer head) on one image."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from methods.alexnet import AlexNet
-
     trunk = AlexNet(arch).eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -62,25 +57,25 @@ def _forward_flops(arch: str, size: int, head_hidden: int) -> float:
     return float(counter.get_total_flops() + head)
 
 
-def _probe_images(cfg: TrialConfig) -> tuple[int, int]:
+def _probe_images(cfg: ResolvedConfig) -> tuple[int, int]:
     train, val = next((sizes for word, sizes in PROBE_SIZES.items() if word in cfg.probe_data.lower()),
                       PROBE_SIZES["imagenet"])
     return cfg.probe_train_limit or train, cfg.probe_val_limit or val
 
 
-def trial_cost(config: TrialConfig) -> Cost:
+def trial_cost(cfg: ResolvedConfig) -> Cost:
     """FLOPs of one trial: pretext training plus the all-layer probe (trunk forwards; the heads are small)."""
-    cfg = config.resolved()
     step = 3 * _forward_flops(cfg.arch, cfg.img_size, cfg.head_hidden)  # forward + backward
-    train = PASSES.get(cfg.method, 1.0) * step * cfg.patches_per_epoch * (cfg.epochs or 0)
-    probe_forward = _forward_flops(cfg.arch, cfg.probe_img_size or cfg.img_size, 0)
+    passes = registry.get_method(cfg.method).passes_per_patch  # the method's own figure (its file says why)
+    train = passes * step * cfg.patches_per_epoch * cfg.epochs
+    probe_forward = _forward_flops(cfg.arch, cfg.probe_img_size, 0)
     train_images, val_images = _probe_images(cfg)
     cached = cfg.probe_cache == "always" or (cfg.probe_cache == "auto" and train_images * _POOLED * 2 <= _CACHE_BYTES)
     passes = 1 if cached else cfg.probe_epochs  # cached features: the trunk runs once, not once per epoch
-    probes = 1 + max(0, (cfg.epochs or 0) - 1) // cfg.probe_every if cfg.probe_every else 1
+    probes = 1 + max(0, cfg.epochs - 1) // cfg.probe_every if cfg.probe_every else 1
     probe = probe_forward * (train_images * passes + val_images) * probes
     return Cost(train, probe if cfg.probe_epochs else 0.0)
 
 
-def sweep_hours(configs: Iterable[TrialConfig], tflops: float = DEFAULT_TFLOPS) -> float:
+def sweep_hours(configs: Iterable[ResolvedConfig], tflops: float = DEFAULT_TFLOPS) -> float:
     return sum(trial_cost(c).gpu_hours(tflops) for c in configs)

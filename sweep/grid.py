@@ -10,29 +10,37 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from methods.config import TrialConfig
-from methods.context import check_inputs
 from methods.errors import InputError
+from methods.trial.config import DEFAULT_METHOD, ResolvedConfig, TrialConfig, float_fields
+from methods.trial.inputs import check_inputs
 from sweep.spec import SweepSpec
 
 __all__ = ["Trial", "canonical", "expand", "trial_id", "validate_inputs"]
-
-_FLOAT_FIELDS = {f.name for f in fields(TrialConfig) if "float" in str(f.type)}
 
 
 @dataclass(frozen=True)
 class Trial:
     id: str
     values: dict[str, Any]  # the explicit values the id hashes
-    config: TrialConfig  # resolved: the method's defaults filled in
+    config: ResolvedConfig  # every default filled in
+
+    def value(self, name: str) -> Any:
+        """A field's value for this trial: as given (a grid axis, say), else as resolved."""
+        return self.values[name] if name in self.values else self.config.to_dict().get(name)
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Trial:
+        """The trial these explicit values make (a record's, a search's sample)."""
+        return cls(trial_id(values), values, TrialConfig.from_dict(values).resolved())
 
 
 def canonical(values: dict[str, Any]) -> dict[str, Any]:
     """Values with float fields as floats (``lr: 1`` and ``lr: 1.0`` are the same trial)."""
-    return {k: float(v) if k in _FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v
+    floats = float_fields()
+    return {k: float(v) if k in floats and isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in sorted(values.items())}
 
 
@@ -57,7 +65,7 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
     trials, seen = [], set()
     for combo in itertools.product(*(spec.grid[a] for a in axes)):
         values = {**spec.fixed, **dict(zip(axes, combo, strict=True))}
-        values = canonical({**values, **spec.per_method.get(values.get("method", TrialConfig.method), {})})
+        values = canonical({**values, **spec.per_method.get(values.get("method", DEFAULT_METHOD), {})})
         if any(_matches(rule, values) for rule in spec.exclude):
             continue
         try:

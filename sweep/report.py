@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from methods.alexnet import TAPS as PROBE_LAYERS
+from methods.errors import InputError
+from methods.metrics import LAYERS as PROBE_LAYERS
 from sweep.grid import Trial
-from sweep.ledger import DONE, TrialRecord
+from sweep.ledger.records import DONE, TrialRecord
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
 
@@ -64,14 +65,13 @@ def group_results(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, T
     groups: dict[tuple[tuple[str, Any], ...], Group] = {}
     for trial in trials:
         record = records.get(trial.id)
-        probe = (record.result or {}).get("probe", {}) if record is not None and record.status in DONE else {}
-        if not probe:
+        if record is None or record.status not in DONE or record.result is None or not record.result.probe:
             continue
-        config = trial.config.to_dict()
-        key = tuple((a, config[a]) for a in axes)
+        probe = record.result.probe
+        key = tuple((a, trial.value(a)) for a in axes)
         group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}))
-        group.seeds.append(config["seed"])
-        group.diverged += record.status == "diverged"  # type: ignore[union-attr]
+        group.seeds.append(trial.config.seed)
+        group.diverged += record.status == "diverged"
         for layer in PROBE_LAYERS:
             if layer in probe:
                 group.top1[layer].append(float(probe[layer]["top1"]))
@@ -146,8 +146,6 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
         trials = [t for t in trials if t.id in chosen]
     groups = group_results(spec, trials, records)
     if not groups:
-        from methods.errors import InputError
-
         raise InputError(f"sweep {spec.name!r} has no finished trial with probe results yet: nothing to report")
     out.mkdir(parents=True, exist_ok=True)
     axes = group_axes(spec)

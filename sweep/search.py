@@ -15,28 +15,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from methods.config import TrialConfig
 from methods.errors import InputError
-from methods.trial import probe_metrics
-from sweep.grid import Trial, canonical, trial_id
-from sweep.ledger import TrialRecord
+from methods.trial.config import TrialConfig
+from methods.trial.result import DIVERGED, FINISHED
+from sweep.execution.messages import trial_id_of
+from sweep.grid import Trial
+from sweep.ledger.records import TrialRecord
 from sweep.spec import Param, Search, SweepSpec
 
-__all__ = ["best", "budget", "check_space", "describe", "identity", "make_scheduler", "make_searcher", "objective",
-           "sampled_trials", "scored", "short", "trial_id_of"]
+__all__ = ["best", "budget", "check_space", "describe", "make_scheduler", "make_searcher", "objective",
+           "sampled_trials", "scored", "short"]
 
 _REDRAWS = 50  # proposals asked for before a finite space counts as used up
-
-
-def identity(tune_config: Mapping[str, Any]) -> tuple[str, dict[str, Any], str | None]:
-    """(trial id, values, grid point id or None) of a Tune trial's config: the grid point's values, plus
-    the sampled fields that a search merges in beside ``trial``."""
-    params = tune_config["trial"]
-    sampled = {k: v for k, v in tune_config.items() if k != "trial"}
-    if not sampled:
-        return params["id"], params["values"], None
-    values = canonical({**params["values"], **sampled})
-    return trial_id(values), values, params["id"]
 
 
 def check_space(spec: SweepSpec, points: Sequence[Trial], where: str) -> None:
@@ -99,11 +89,9 @@ def budget(search: Search, points: Sequence[Trial], records: Mapping[str, TrialR
 
 def objective(record: TrialRecord, metric: str) -> float | None:
     """The search metric of a finished trial: its final probe metrics, else its last epoch's metric."""
-    result = record.result or {}
-    if record.status not in ("finished", "diverged") or not result:
+    if record.status not in (FINISHED, DIVERGED) or record.result is None:
         return None
-    history = result.get("history") or [{}]
-    value = {**history[-1], **probe_metrics(result.get("probe", {}))}.get(metric)
+    value = record.result.metrics().get(metric)
     return float(value) if value is not None else None
 
 
@@ -168,11 +156,6 @@ def make_searcher(search: Search, point: Trial, records: Mapping[str, TrialRecor
     seed = int(hashlib.sha256(f"{search.seed}:{point.id}:{_held(records, point.id)}".encode()).hexdigest()[:8], 16)
     return Searcher(space=space, metric=search.metric, mode=search.mode, seed=seed,
                     points_to_evaluate=[p for p, _ in prior] or None, evaluated_rewards=[v for _, v in prior] or None)
-
-
-def trial_id_of(point: Trial, sampled: Mapping[str, Any]) -> str:
-    """The id of the trial ``sampled`` makes around ``point`` (what :func:`identity` computes in the trial)."""
-    return identity({"trial": {"id": point.id, "values": point.values}, **sampled})[0]
 
 
 def make_scheduler(search: Search, point: Trial) -> Any:

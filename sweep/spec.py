@@ -26,24 +26,23 @@ is wrong. Unknown keys are errors.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from methods.config import TrialConfig
 from methods.errors import InputError
+from methods.trial.config import DEFAULT_METHOD, trial_fields
 
 __all__ = ["DEFAULT_STORAGE", "Resources", "SweepSpec", "load_spec"]
 
 DEFAULT_STORAGE = "monosweep-results"
-_FIELDS = [f.name for f in fields(TrialConfig)]
 
 
 def _check_fields(names: list[str]) -> None:
-    unknown = [n for n in names if n not in _FIELDS]
+    known = trial_fields()  # the common fields and every registered method's options
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown trial-config field {unknown[0]!r} (see `monosweep trial --help`)")
 
@@ -163,7 +162,7 @@ class SweepSpec(BaseModel):
         both = sorted(set(self.grid) & set(self.fixed))
         if both:
             raise ValueError(f"{both[0]!r} is both a grid axis and a fixed value")
-        methods = self.grid.get("method", [self.fixed.get("method", TrialConfig.method)])
+        methods = self.grid.get("method", [self.fixed.get("method", DEFAULT_METHOD)])
         for method, values in self.per_method.items():
             if method not in methods:
                 raise ValueError(f"per_method.{method}: not a method of this sweep ({', '.join(methods)})")

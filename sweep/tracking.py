@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import subprocess
 import tempfile
@@ -24,9 +23,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from methods.trial import probe_metrics
+from methods.metrics import EPOCH, trial_metrics
 from sweep.grid import Trial
-from sweep.ledger import TrialRecord
+from sweep.ledger.records import TrialRecord
 from sweep.search import describe
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
@@ -82,10 +81,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return text
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Tracker:
@@ -196,12 +191,11 @@ class Tracker:
 
     def point_label(self, trial: Trial) -> str:
         """method and the values of the axes that vary, e.g. ``rotnet augment=none seed=1``."""
-        values = trial.config.to_dict()
-        return " ".join([str(values["method"]), *(f"{a}={values[a]}" for a in self.varying if a != "method")])
+        return " ".join([trial.config.method, *(f"{a}={trial.value(a)}" for a in self.varying if a != "method")])
 
     def _run_name(self, trial: Trial) -> str:
         searched = list(self.spec.search.space) if self.spec.search is not None else []
-        sampled = describe(trial.config.to_dict(), searched)
+        sampled = describe({k: trial.value(k) for k in searched}, searched)
         return f"{self.point_label(trial)} {sampled}".strip() + f" [{trial.id}]"
 
     def mark_best(self, point: Trial, record: TrialRecord, value: float) -> None:
@@ -241,10 +235,8 @@ class Tracker:
         return run_id
 
     def log_epoch(self, trial: Trial, metrics: Mapping[str, Any]) -> None:
-        """Live: one epoch's metrics as the trial reports them (step = epoch). The final report is left to
-        :meth:`sync`, which mirrors it from the ledger once the trial has ended."""
-        if "final" in metrics:
-            return
+        """Live: one epoch's metrics as the trial reports them (step = epoch). A trial's end is left to
+        :meth:`sync`, which mirrors it from the ledger."""
         found = _epoch_metrics(metrics)
         if found:
             self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial), found))
@@ -274,12 +266,13 @@ class Tracker:
         artifacts and the run's end, once the trial has ended."""
         fresh = trial.id not in self.run_ids
         run_id = self._child(trial)
-        result = record.result or {}
-        logged = set() if fresh else {int(m.step) for m in self.client.get_metric_history(run_id, "epoch")}
-        metrics = [m for epoch in result.get("history", []) if int(epoch.get("epoch", 0)) not in logged
-                   for m in _epoch_metrics(epoch)]
-        probe = {k: v for k, v in probe_metrics(result.get("probe", {})).items() if _finite(v)}
-        metrics += _metrics(probe, int(result.get("epochs_done", 0)))
+        result = record.result
+        logged = set() if fresh else {int(m.step) for m in self.client.get_metric_history(run_id, EPOCH)}
+        metrics = []
+        if result is not None:
+            metrics = [m for epoch in result.history if int(epoch.get(EPOCH, 0)) not in logged
+                       for m in _epoch_metrics(epoch)]
+            metrics += _metrics(trial_metrics(result.probe_metrics()), result.epochs_done)
         tags = {"status": record.status, SYNCED_TAG: repr(record.updated)}
         if record.search is not None:  # a search trial: which grid point it was sampled around
             tags[POINT_TAG] = record.search
@@ -299,7 +292,7 @@ class Tracker:
             folder = Path(tmp)
             (folder / "config.json").write_text(json.dumps(record.config, indent=1, sort_keys=True))
             if record.result is not None:
-                (folder / "result.json").write_text(json.dumps(record.result, indent=1, sort_keys=True))
+                (folder / "result.json").write_text(json.dumps(record.result.to_dict(), indent=1, sort_keys=True))
             if record.trunk:
                 self.storage.download(record.trunk, folder / "trunk.pt")
             self.client.log_artifacts(run_id, tmp)
@@ -308,11 +301,6 @@ class Tracker:
         with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
             (Path(tmp) / name).write_text(text)
             self.client.log_artifact(run_id, str(Path(tmp) / name))
-
-
-def _reported(key: str) -> bool:
-    """The metrics a trial reports itself (not Tune's bookkeeping such as ``time_total_s``)."""
-    return key.startswith(("train.", "probe.")) or key in ("epoch", "lr", "epoch_seconds")
 
 
 def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
@@ -324,4 +312,4 @@ def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
 
 def _epoch_metrics(epoch: Mapping[str, Any]) -> list[Any]:
     """An epoch's own metrics (step = its epoch number), as MLflow metrics."""
-    return _metrics({k: v for k, v in epoch.items() if _reported(k) and _finite(v)}, int(epoch.get("epoch", 0)))
+    return _metrics(trial_metrics(epoch), int(epoch.get(EPOCH, 0)))

@@ -7,21 +7,21 @@ Loaded through $MONOSWEEP_PLUGINS, so Ray workers register it too. Its "training
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from methods import Method, register
+from methods import Method, MethodOptions, TrainingDefaults, register
 
 
 @register
-class NoOp(Method):
+class NoOp(Method[MethodOptions]):
     """No-op: one cheap step per batch, for platform tests and overhead benchmarks."""
 
     name = "noop"
-    defaults: ClassVar[dict[str, Any]] = {"epochs": 1, "batch_size": 1, "lr": 0.0, "momentum": 0.0,
-                                          "weight_decay": 0.0}
+    defaults = TrainingDefaults(epochs=1, batch_size=1, lr=0.0, momentum=0.0, weight_decay=0.0)
 
     def steps_per_epoch(self) -> int:
         return 1
@@ -30,7 +30,5 @@ class NoOp(Method):
         return [None]
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        import time
-
         time.sleep(float(os.environ.get("MONOSWEEP_NOOP_SLEEP", "0")))
         return {"loss": torch.tensor(0.0)}

@@ -1,0 +1,186 @@
+"""DeepCluster (Caron et al. 2018): cluster the features, train on the clusters as labels, repeat.
+
+Each epoch, as facebookresearch/deepcluster does: features of the whole data set from the current
+network (eval mode; the output of the FC layers before the top layer, with their last ReLU left out as
+``main.py`` does before ``compute_features``) -> PCA to ``pca_dim`` with
+whitening -> L2 normalisation -> k-means with ``clusters`` centroids -> pseudo-labels -> a sample of
+``patches_per_epoch`` images drawn uniformly over the non-empty clusters -> a freshly initialised top
+layer -> SGD (lr 0.05, momentum 0.9, weight decay 1e-5; the top layer has its own SGD without
+momentum, recreated every epoch). Sobel front end on by default, as in the original ``main.sh``.
+
+The data set is a fixed set of ``patches_per_epoch`` patches (patch indices 0.. of the generator's
+epoch 0), as in the paper where the single-image data set is generated once; epochs differ by the
+sample and by a random horizontal flip. That is also what makes the NMI between the assignments of
+consecutive epochs meaningful: they label the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from methods.errors import InputError
+from methods.method import Method
+from methods.optim import sgd
+from methods.pretext._kmeans import kmeans, l2_normalise, nmi, pca_whiten
+from methods.registry import register
+from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, check_field
+from methods.trunk.alexnet import init_weights
+
+if TYPE_CHECKING:
+    from methods.trial.context import TrialContext
+    from methods.trunk.alexnet import AlexNet
+
+__all__ = ["DeepCluster", "DeepClusterOptions", "uniform_over_clusters"]
+
+log = logging.getLogger("monosweep.trial")
+
+
+def uniform_over_clusters(labels: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:
+    """``total`` indices with every non-empty cluster equally represented (DeepCluster's
+    UnifLabelSampler: each cluster gets ~total/k_nonempty draws, with replacement when it is small)."""
+    labels = labels.cpu()
+    clusters = [torch.nonzero(labels == c).squeeze(1) for c in torch.unique(labels).tolist()]
+    per = total // len(clusters) + 1
+    picks = []
+    for members in clusters:
+        replace = members.numel() < per
+        if replace:
+            chosen = members[torch.randint(members.numel(), (per,), generator=generator)]
+        else:
+            chosen = members[torch.randperm(members.numel(), generator=generator)[:per]]
+        picks.append(chosen)
+    everything = torch.cat(picks)
+    return everything[torch.randperm(everything.numel(), generator=generator)][:total]
+
+
+class DeepClusterOptions(MethodOptions):
+    clusters: int = Field(10_000, description="DeepCluster: k of k-means (default 10,000)")
+    pca_dim: int = Field(256, description="DeepCluster: PCA-whitened dimensions clustered (default 256)")
+    kmeans_iters: int = Field(20, description="DeepCluster: Lloyd iterations per clustering (default 20)")
+
+    _clusters = check_field("clusters", ok=lambda v: v >= 2, says="{name}={value} is too small")
+    _counts = check_field("pca_dim", "kmeans_iters", ok=lambda v: v >= 1, says="{name}={value} is too small")
+
+
+@register
+class DeepCluster(Method[DeepClusterOptions]):
+    """DeepCluster: k-means on the network's features gives the labels it trains on, every epoch."""
+
+    name = "deepcluster"
+    Options = DeepClusterOptions
+    defaults = TrainingDefaults(epochs=200, batch_size=256, lr=0.05, momentum=0.9, weight_decay=1e-5, sobel=True)
+    passes_per_patch = 1.0 + 1 / 3  # training, plus the epoch's feature pass for k-means
+
+    @classmethod
+    def check_config(cls, cfg: ResolvedConfig) -> None:
+        clusters = cast(DeepClusterOptions, cfg.options).clusters
+        if clusters > cfg.patches_per_epoch:
+            raise InputError(f"clusters={clusters} exceeds patches_per_epoch={cfg.patches_per_epoch}: "
+                             "k-means needs at least k patches")
+
+    def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
+        super().__init__(trunk, ctx)
+        cfg = self.cfg
+        dim = trunk.output_dim(cfg.img_size)
+        hidden = cfg.head_hidden
+        layers: list[nn.Module] = []
+        if hidden > 0:  # DeepCluster's AlexNet classifier, without its top layer
+            layers = [nn.Dropout(0.5), nn.Linear(dim, hidden), nn.ReLU(inplace=True),
+                      nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
+        self.classifier = nn.Sequential(*layers).to(ctx.device)
+        init_weights(self.classifier)
+        self.feature_dim = hidden if hidden > 0 else dim
+        self.optimizer = sgd([trunk, self.classifier], cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.previous: torch.Tensor | None = None  # last epoch's assignment, for the NMI
+        self._epoch: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ clustering
+    def cluster_head(self) -> nn.Module:
+        """The classifier without its final ReLU: the original clusters pre-activation fc7 features (its
+        ``main.py`` drops that ReLU before ``compute_features`` and appends it again for training), so PCA
+        sees signed values instead of a half-rectified, partly zero code. Shares the classifier's modules."""
+        layers = list(self.classifier)
+        if layers and isinstance(layers[-1], nn.ReLU):
+            return nn.Sequential(*layers[:-1])
+        return self.classifier
+
+    def _features(self) -> torch.Tensor:
+        self.trunk.eval()
+        self.classifier.eval()
+        head = self.cluster_head()
+        parts = []
+        # bf16 on a GPU: 1.28M x 4096 features are 10 GB instead of 21 GB (PCA accumulates in float64).
+        dtype = torch.bfloat16 if self.ctx.cuda else torch.float32
+        with torch.inference_mode(), self.ctx.autocast():
+            for x in self.patch_batches(0, torch.arange(self.cfg.patches_per_epoch)):  # only its features are kept
+                parts.append(head(self.trunk(self.ctx.prepare(x))).to(dtype))
+        self.trunk.train()
+        self.classifier.train()
+        return torch.cat(parts)
+
+    def start_epoch(self, epoch: int) -> None:
+        cfg, options = self.cfg, self.options
+        t0 = time.perf_counter()
+        features = l2_normalise(pca_whiten(self._features(), options.pca_dim))
+        t1 = time.perf_counter()
+        result = kmeans(features, options.clusters, options.kmeans_iters, seed=cfg.seed * 1_000_003 + epoch)
+        self.labels = result.labels
+        t2 = time.perf_counter()
+        nonempty = int(torch.unique(result.labels).numel())
+        self._epoch = {"clusters": float(nonempty), "kmeans_seconds": t2 - t1, "features_seconds": t1 - t0}
+        if self.previous is not None:
+            self._epoch["nmi"] = nmi(result.labels, self.previous)
+        self.previous = result.labels.cpu()
+        log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", epoch + 1, nonempty,
+                 options.clusters, t1 - t0, t2 - t1)
+
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        self.order = uniform_over_clusters(result.labels, cfg.patches_per_epoch, generator)
+        self.flips = torch.rand(cfg.patches_per_epoch, generator=generator) < 0.5
+        self.top_layer = nn.Linear(self.feature_dim, options.clusters).to(self.ctx.device)
+        init_weights(self.top_layer)
+        self.top_optimizer = torch.optim.SGD(self.top_layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return dict(self._epoch)
+
+    # ------------------------------------------------------------------ training
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cfg = self.cfg
+        labels = self.labels.to(self.ctx.device)
+        source = self.patch_batches(0, self.order)  # each x is only read by torch.where below
+        positions = torch.arange(len(self.order)).split(cfg.batch_size)
+        for pos, x in zip(positions, source, strict=True):
+            flip = self.flips[pos].to(x.device).view(-1, 1, 1, 1)  # this epoch's flip of each drawn image
+            yield torch.where(flip, x.flip(-1), x), labels[self.order[pos].to(labels.device)]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        with self.ctx.autocast():
+            logits = self.top_layer(self.classifier(self.trunk(self.ctx.prepare(x)))).float()
+        loss = nn.functional.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.top_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.top_optimizer.step()
+        return {"loss": loss.detach(), "acc": (logits.argmax(1) == y).float().mean()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _stateful(self) -> dict[str, Any]:
+        # The top layer and its optimiser are rebuilt every epoch: not part of the state between epochs.
+        return {k: v for k, v in super()._stateful().items() if k not in ("top_layer", "top_optimizer")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "previous": self.previous}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.previous = state.get("previous")

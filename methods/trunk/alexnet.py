@@ -1,0 +1,139 @@
+"""AlexNet trunk with named taps ``conv1..conv5``, as the paper's probe code builds it.
+
+Two widths: ``big`` (96-256-384-384-256, DeepCluster's AlexNet, which the paper's linear-probe code
+loads) and ``small`` (64-192-384-256-256, RotNet's). BatchNorm after every conv, an optional frozen
+Sobel front end (DeepCluster trains with it), and the reference initialisation. A tap is the output of
+a conv's ReLU, before any pooling, which is where the paper's probes attach.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from methods.errors import InputError
+from methods.metrics import LAYERS
+
+__all__ = ["ARCHS", "MIN_INPUT_SIZE", "TAPS", "AlexNet", "init_weights"]
+
+# (out_channels, kernel, stride, padding) per conv; a 3x3/2 max-pool follows conv1, conv2 and conv5.
+ARCHS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
+    "big": ((96, 11, 4, 2), (256, 5, 1, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1)),
+    "small": ((64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)),
+}
+TAPS = LAYERS
+_POOLED = {0, 1, 4}
+# Below 63 px the three max-pools leave no pixel for pool5.
+MIN_INPUT_SIZE = 63
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Reference initialisation: conv N(0, sqrt(2 / (k*k*out))), linear N(0, 0.01), zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.requires_grad:
+            fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Sobel(nn.Module):
+    """Frozen greyscale + horizontal/vertical Sobel filters: 3 channels in, 2 out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        grey = nn.Conv2d(3, 1, kernel_size=1, bias=False)
+        grey.weight.data.fill_(1.0 / 3.0)
+        sobel = nn.Conv2d(1, 2, kernel_size=3, padding=1, bias=False)
+        gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        sobel.weight.data.copy_(torch.stack([gx, gx.t()]).unsqueeze(1))
+        self.filters = nn.Sequential(grey, sobel)
+        self.filters.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.filters(x)
+
+
+class AlexNet(nn.Module):
+    """AlexNet conv trunk taking images in [0, 1]; ``forward`` returns the flattened pool5 output.
+
+    Input normalisation (ImageNet mean/std) lives inside the trunk so that patches, probe images and
+    supervised images all enter it the same way.
+    """
+
+    def __init__(self, arch: str = "big", sobel: bool = False, bn: bool = True) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise InputError(f"unknown arch {arch!r}; known: {', '.join(sorted(ARCHS))}")
+        self.arch = arch
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.sobel = Sobel() if sobel else None
+        in_ch = 2 if sobel else 3
+        self.convs = nn.ModuleList()
+        for out_ch, k, s, p in ARCHS[arch]:
+            layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, k, s, p, bias=not bn)]
+            if bn:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.ReLU(inplace=True))
+            self.convs.append(nn.Sequential(*layers))
+            in_ch = out_ch
+        self.pool = nn.MaxPool2d(3, 2)
+        init_weights(self)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(c[0] for c in ARCHS[self.arch])
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        size = min(x.shape[-2:])
+        if size < MIN_INPUT_SIZE:
+            raise InputError(f"input of {size} px is below the {MIN_INPUT_SIZE} px AlexNet needs")
+        x = (x - self.mean) / self.std
+        return self.sobel(x) if self.sobel is not None else x
+
+    def taps(self, x: torch.Tensor, names: Sequence[str] = TAPS) -> dict[str, torch.Tensor]:
+        """Outputs of the requested convs' ReLUs (before pooling); stops after the deepest one."""
+        unknown = set(names) - set(TAPS)
+        if unknown:
+            raise InputError(f"unknown taps {sorted(unknown)}; known: {', '.join(TAPS)}")
+        last = max(TAPS.index(n) for n in names)
+        out: dict[str, torch.Tensor] = {}
+        x = self._stem(x)
+        for i, conv in enumerate(self.convs[: last + 1]):
+            x = conv(x)
+            if TAPS[i] in names:
+                out[TAPS[i]] = x
+            if i in _POOLED:
+                x = self.pool(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._stem(x)
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i in _POOLED:
+                x = self.pool(x)
+        return torch.flatten(x, 1)
+
+    def output_dim(self, size: int) -> int:
+        """Length of ``forward``'s output for square inputs of ``size`` px."""
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, size, size, device=self.mean.device)
+            was_training = self.training
+            self.eval()
+            dim = self(probe).shape[1]
+            self.train(was_training)
+        return int(dim)

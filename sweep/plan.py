@@ -1,0 +1,78 @@
+"""What a sweep wants and what its ledger already holds: the trials to (re)run, the search budget left.
+
+Every command starts here (``validate``, ``plan``, ``status``, ``report``, ``run``, ``sync``): the spec's grid
+expanded and checked, the storage reached, the ledger read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sweep import search
+from sweep.grid import Trial, expand, validate_inputs
+from sweep.ledger.records import DONE, PENDING, TrialRecord
+from sweep.ledger.store import Ledger
+from sweep.spec import SweepSpec
+from sweep.storage import Storage
+
+__all__ = ["Plan", "plan_sweep", "prepare", "read_plan"]
+
+
+@dataclass
+class Plan:
+    """What the spec wants and what the ledger holds. For a plain grid, ``trials`` are the grid's trials;
+    for a search, the sampled trials recorded so far, and ``to_sample`` says how many each grid point
+    still lacks."""
+
+    trials: list[Trial]
+    records: dict[str, TrialRecord]
+    storage: Storage
+    points: list[Trial]  # the grid's points (the trials themselves for a plain grid)
+    to_sample: dict[str, int] = field(default_factory=dict)  # search: grid point id -> trials to sample
+
+    @property
+    def todo(self) -> list[Trial]:
+        """Trials to (re)run: never started, interrupted or failed."""
+        return [t for t in self.trials if self.status(t) not in DONE]
+
+    @property
+    def total(self) -> int:
+        return len(self.trials) + sum(self.to_sample.values())
+
+    def status(self, trial: Trial) -> str:
+        record = self.records.get(trial.id)
+        return record.status if record is not None else PENDING
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[self.status(trial)] = counts.get(self.status(trial), 0) + 1
+        if sum(self.to_sample.values()):
+            counts[PENDING] = counts.get(PENDING, 0) + sum(self.to_sample.values())
+        return counts
+
+
+def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_inputs: bool = True) -> Plan:
+    """Expand the grid and read the ledger: what exists, what is left to run."""
+    return read_plan(spec, *prepare(spec, where, storage, check_inputs))
+
+
+def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool) -> tuple[list[Trial], Storage]:
+    """The grid's points and the sweep's storage, every input checked; reads no ledger."""
+    points = expand(spec, where)
+    if spec.search is not None:
+        search.check_space(spec, points, where)
+    if check_inputs:
+        validate_inputs(points, where)
+    store = Storage(spec.storage_uri(storage))
+    store.check()
+    return points, store
+
+
+def read_plan(spec: SweepSpec, points: list[Trial], store: Storage) -> Plan:
+    """The plan as the ledger says now."""
+    records = Ledger(store).read_all()
+    if spec.search is None:
+        return Plan(points, records, store, points)
+    return Plan(search.sampled_trials(records, points), records, store, points,
+                search.budget(spec.search, points, records))

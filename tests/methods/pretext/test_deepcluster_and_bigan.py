@@ -1,0 +1,92 @@
+"""DeepCluster and BiGAN on the trial engine: tiny runs, divergence as a status, collapse detection."""
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from methods import METHODS, run_trial
+from methods.pretext.bigan import BiGAN, Generator, JointDiscriminator
+from methods.pretext.deepcluster import DeepCluster
+from tests.support.configs import Recorder, build_method, failing, tiny
+
+
+def test_tiny_deepcluster_keeps_several_clusters_and_probes() -> None:
+    result = run_trial(tiny(method="deepcluster", epochs=2, probe_epochs=1))
+    assert result.status == "finished"
+    assert all(h["train.clusters"] > 1 for h in result.history)
+    assert "train.nmi" not in result.history[0] and 0.0 <= result.history[1]["train.nmi"] <= 1.0
+    assert len(result.probe) == 5
+
+
+def test_tiny_bigan_has_finite_losses_and_its_encoder_trunk_probes() -> None:
+    result = run_trial(tiny(method="bigan", epochs=2, probe_epochs=1))
+    assert result.status == "finished" and len(result.history) == 2, result.message
+    for h in result.history:
+        assert math.isfinite(h["train.d_loss"]) and math.isfinite(h["train.ge_loss"])
+        assert 0.0 <= h["train.d_acc"] <= 1.0
+    assert len(result.probe) == 5 and all(math.isfinite(v["top1"]) for v in result.probe.values())
+
+
+@pytest.mark.parametrize("size", [64, 96, 224])
+def test_generator_and_discriminator_work_at_any_trial_size(size: int) -> None:
+    g, d = Generator(16, size).eval(), JointDiscriminator(16, size).eval()
+    z = torch.rand(2, 16) * 2 - 1
+    with torch.no_grad():
+        x = g(z)
+        logits = d(x, z)
+    assert x.shape == (2, 3, size, size) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert logits.shape == (2,)
+
+
+_NAN_BIGAN = failing(BiGAN, "nan-bigan", from_epoch=1, d_loss=float("inf"))
+# A discriminator that always wins, from the first epoch on.
+_COLLAPSED_BIGAN = failing(BiGAN, "collapsed-bigan", from_epoch=0, d_loss=1e-6, d_acc=1.0)
+
+
+@pytest.mark.parametrize(("cls", "message"), [(_NAN_BIGAN, "non-finite d_loss"), (_COLLAPSED_BIGAN, "collapsed")])
+def test_bigan_failures_end_the_trial_as_diverged_with_metrics_kept(
+    monkeypatch: pytest.MonkeyPatch, cls: type[BiGAN], message: str
+) -> None:
+    monkeypatch.setitem(METHODS, cls.name, cls)
+    report = Recorder()
+    result = run_trial(tiny(method=cls.name, epochs=3, probe_epochs=1), report=report)
+    finals: list[dict[str, Any]] = [r.metrics() for r in report.results]
+    assert result.status == "diverged" and message in result.message
+    kept = 1 if cls is _NAN_BIGAN else 0
+    assert result.epochs_done == kept and len(result.history) == kept
+    if kept:
+        assert math.isfinite(result.history[0]["train.d_loss"])
+    assert finals[-1]["diverged"] == 1.0 and "probe.conv1.top1" in finals[-1]
+
+
+def test_deepcluster_clusters_pre_relu_features_and_trains_through_the_relu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As facebookresearch/deepcluster's main.py: PCA gets fc7 without its last ReLU (signed values),
+    while the training path keeps the ReLU before the top layer."""
+    import methods.pretext.deepcluster as deepcluster
+
+    method = build_method(tiny(method="deepcluster", patches_per_epoch=64))
+    assert isinstance(method, DeepCluster)
+    seen: list[torch.Tensor] = []
+    real = deepcluster.pca_whiten
+    monkeypatch.setattr(deepcluster, "pca_whiten", lambda x, dim: seen.append(x.clone()) or real(x, dim))
+    method.start_epoch(0)
+    (features,) = seen
+    assert features.shape == (64, 64) and float(features.min()) < 0.0  # pre-ReLU
+    # They are the classifier's eval-mode output before its final ReLU.
+    first = next(method.ctx.patches().batches_at(0, torch.arange(32), 32))
+    method.trunk.eval()
+    method.classifier.eval()
+    with torch.no_grad():
+        rectified = method.classifier(method.trunk(first))
+    assert torch.allclose(features[:32].clamp(min=0.0), rectified, atol=1e-5)
+    # Training: the top layer sees rectified features; the classifier still ends in its ReLU.
+    method.trunk.train()
+    method.classifier.train()
+    inputs: list[torch.Tensor] = []
+    method.top_layer.register_forward_hook(lambda module, args, out: inputs.append(args[0].detach().clone()))
+    metrics = method.training_step(next(iter(method.batches(0))))
+    assert math.isfinite(float(metrics["loss"]))
+    assert float(inputs[0].min()) == 0.0 and float(inputs[0].max()) > 0.0
+    assert isinstance(method.classifier[-1], torch.nn.ReLU) and len(method.state_dict()["classifier"]) == 4

@@ -1,0 +1,59 @@
+"""`monosweep report` on a real (tiny) finished sweep: the table agrees with the ledger, the plots exist,
+and the report is attached to the sweep's MLflow run (embedded sqlite tracking)."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.support.sweeps import cli
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+def test_report_table_matches_the_ledger_and_plots_are_written(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"""
+name: reported
+grid:
+  probe_lr: [0.01, 0.1]
+  probe_weight_decay: [0.0001, 0.001]  # paired with probe_lr by the exclusions: it splits the trials the same way
+  seed: [0, 1]
+exclude:
+  - {{probe_lr: [0.01], probe_weight_decay: [0.001]}}
+  - {{probe_lr: [0.1], probe_weight_decay: [0.0001]}}
+fixed: {{method: random, arch: small, img_size: 64, probe_data: demo, probe_epochs: 1, probe_train_limit: 120,
+        probe_val_limit: 60, workers: 0, device: cpu}}
+storage: {tmp_path / "results"}
+""")
+    ran = cli("run", str(spec))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = tmp_path / "report"
+    report = cli("report", str(spec), "--out", str(out))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "| method | probe_lr | probe_weight_decay | seeds | conv1 |" in report.stdout  # the table, printed
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "reported" / "trials").glob("*.json")]
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert len(rows) == 2 and {r["probe_lr"] for r in rows} == {"0.01", "0.1"}
+    for row in rows:
+        mine = [r for r in records if str(r["values"]["probe_lr"]) == row["probe_lr"]]
+        assert row["method"] == "random" and int(row["seeds"]) == len(mine) == 2
+        for layer in LAYERS:
+            values = [r["result"]["probe"][layer]["top1"] for r in mine]
+            assert float(row[f"{layer}_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-3)
+            assert float(row[f"{layer}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-3)
+    for name in ("layers.png", "layers_random_by_probe_lr.png"):  # all groups; the probe_lr axis per method
+        png = (out / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    assert not (out / "layers_random_by_probe_weight_decay.png").exists()  # the same curves as by probe_lr
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'reported' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("reported")
+    parent = client.search_runs([experiment.experiment_id], "tags.`monosweep.role` = 'sweep'")[0]
+    attached = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.csv", "report/report.md", "report/layers.png",
+            "report/layers_random_by_probe_lr.png"} <= attached
