@@ -10,11 +10,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-__all__ = ["InputError", "first_line", "guarded"]
+__all__ = ["InputError", "ServiceError", "first_line", "guarded"]
 
 
 class InputError(ValueError):
     """Bad user input; ``str(err)`` is one line meant for the user."""
+
+
+class ServiceError(RuntimeError):
+    """A service the run depends on (storage, a cluster) failed for longer than we wait; ``str(err)`` is one
+    line that says what and what to do (usually: run again once it is back; nothing finished is lost)."""
 
 
 def first_line(err: BaseException) -> str:
@@ -24,12 +29,16 @@ def first_line(err: BaseException) -> str:
 
 
 def guarded(prog: str, command: Callable[[], int]) -> int:
-    """Run a command; bad input becomes one ``PROG: error: ...`` line and exit code 2, Ctrl-C exit code 130."""
+    """Run a command; bad input becomes one ``PROG: error: ...`` line and exit code 2, a service that stayed
+    down one such line and exit code 1, Ctrl-C exit code 130."""
     try:
         return command()
     except InputError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except ServiceError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

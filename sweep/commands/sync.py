@@ -13,5 +13,5 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_of(args)
     changed, tracker = sync_sweep(spec, str(args.spec), args.storage, args.tracking_uri,
                                   spec_text=args.spec.read_text())
-    print(f"sweep {spec.name!r}: mirrored {changed} trial run(s) to MLflow at {tracker.uri}; {tracker.ui_hint()}")
+    print(f"sweep {spec.name!r}: mirrored {changed} trial run(s) to MLflow at {tracker.shown}; {tracker.ui_hint()}")
     return 0

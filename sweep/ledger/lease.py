@@ -1,5 +1,17 @@
-"""The lease (``lease.json``): which driver is running the sweep. It carries a heartbeat so that a second
-``run`` refuses while the first is alive and takes over once it is dead.
+"""The lease (``lease.json``): the one driver that runs a sweep, held by conditional writes.
+
+It is taken by creating the file only if it is absent (or by replacing a stale one only if it is still the
+version that was judged stale), renewed by a heartbeat that replaces it only if it is still the version
+this driver wrote, and released by deleting it only if so. Two drivers can never both hold it, however
+their writes and reads interleave.
+
+A lease is stale when it has not changed for ``timeout`` seconds (``$MONOSWEEP_LEASE_TIMEOUT_S``, default
+60) of the *observer's own* monotonic clock, or at once when its driver ran on this host and that process
+is gone. No two machines' clocks are ever compared: a clock that is behind or ahead changes nothing.
+
+Every taking raises the lease's ``generation``: the fencing token. A driver passes it to its trials, which
+write it into their records and check it before they do; a driver whose renewal finds the lease changed
+under it has lost it (``lost`` is set): it stops scheduling at once and says so.
 """
 
 from __future__ import annotations
@@ -10,83 +22,167 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from methods.errors import InputError, first_line
-from sweep.storage import Storage
+from methods.errors import InputError, ServiceError, first_line
+from sweep.storage import Storage, Versioned
 
-__all__ = ["Lease"]
+__all__ = ["PATH", "TIMEOUT_ENV", "Lease", "LeaseLost", "generation_of"]
+
+PATH = "lease.json"
+TIMEOUT_ENV = "MONOSWEEP_LEASE_TIMEOUT_S"
+_DEFAULT_TIMEOUT_S = 60.0
+
+
+class LeaseLost(ServiceError):
+    """Another driver took the sweep's lease (this one's heartbeat had stopped for too long)."""
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        lease = json.loads(data)
+    except ValueError:
+        return {}
+    return lease if isinstance(lease, dict) else {}
+
+
+def generation_of(storage: Storage) -> int | None:
+    """The generation of the lease in ``storage`` now, None if there is none."""
+    current = storage.read(PATH)
+    return None if current is None else int(_parse(current.data).get("generation", 0))
 
 
 class Lease:
-    """Exclusive right to drive a sweep, kept alive by a heartbeat thread.
+    """Exclusive right to drive a sweep, kept alive by a heartbeat thread (see the module docstring)."""
 
-    A lease is stale when its heartbeat is older than ``stale_after`` seconds, or at once when its
-    driver ran on this host and that process no longer exists.
-    """
-
-    PATH = "lease.json"
-
-    def __init__(self, storage: Storage, sweep: str, stale_after: float = 60.0, beat: float = 10.0) -> None:
+    def __init__(self, storage: Storage, sweep: str, timeout: float | None = None) -> None:
         self.storage, self.sweep = storage, sweep
-        self.stale_after, self.beat = stale_after, beat
+        self.timeout = timeout if timeout is not None else float(os.environ.get(TIMEOUT_ENV, _DEFAULT_TIMEOUT_S))
+        self.beat = max(0.1, self.timeout / 12)  # renewals per timeout: an observer sees one well within it
         self.owner = {"id": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+        self.generation = 0
+        self.version: str | None = None
+        self.lost = threading.Event()
+        self.taker = ""  # who took it over, once lost
+        self._beats = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _read(self) -> dict[str, Any] | None:
-        text = self.storage.read_text(self.PATH)
-        return None if text is None else json.loads(text)
+    def _body(self) -> bytes:
+        # "written" is for people reading the file; nothing compares it with a clock.
+        return json.dumps({**self.owner, "generation": self.generation, "beats": self._beats,
+                           "written": time.time()}).encode()
 
-    def _write(self) -> None:
-        self.storage.write_text(self.PATH, json.dumps({**self.owner, "heartbeat": time.time()}))
-
-    def _alive(self, lease: dict[str, Any]) -> bool:
-        age = time.time() - float(lease.get("heartbeat", 0))
-        if age > self.stale_after:
+    def _mine(self, current: Versioned | None) -> bool:
+        """Whether the lease in storage is the one this driver last wrote (a write whose answer was lost
+        and whose retry then failed its condition did land)."""
+        if current is None:
             return False
-        if lease.get("host") == self.owner["host"]:
-            try:
-                os.kill(int(lease["pid"]), 0)
-            except ProcessLookupError:
+        lease = _parse(current.data)
+        return lease.get("id") == self.owner["id"] and lease.get("beats") == self._beats
+
+    def _gone(self, lease: dict[str, Any]) -> bool:
+        """Its driver ran on this host and that process no longer exists."""
+        if lease.get("host") != self.owner["host"]:
+            return False
+        try:
+            os.kill(int(lease.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, OverflowError):
+            return False
+        return False
+
+    def _write(self, write: Callable[[bytes], str | None]) -> bool:
+        version = write(self._body())
+        if version is None:
+            current = self.storage.read(PATH)
+            if not self._mine(current):
                 return False
-            except PermissionError:
-                return True
+            version = current.version  # type: ignore[union-attr]
+        self.version = version
         return True
 
-    def acquire(self) -> bool:
+    def acquire(self, log: Callable[[str], None] = lambda message: None) -> bool:
         """Take the lease; returns True if a stale one was taken over. InputError if it is held."""
-        current = self._read()
-        took_over = current is not None
-        if current is not None and self._alive(current):
-            age = time.time() - float(current["heartbeat"])
-            raise InputError(
-                f"sweep {self.sweep!r} is already running (driver pid {current['pid']} on {current['host']}, "
-                f"heartbeat {age:.0f}s ago); wait for it, or rerun after it stops"
-            )
+        told = False
         try:
-            self._write()
-        except OSError as err:  # e.g. read-only credentials: say so before anything runs
-            raise InputError(f"cannot write the lease {self.storage.path(self.PATH)}: {first_line(err)}") from None
-        time.sleep(0.2)
-        mine = self._read()
-        if mine is None or mine.get("id") != self.owner["id"]:
-            raise InputError(f"sweep {self.sweep!r} was just started by another driver; not running it twice")
+            while True:
+                current = self.storage.read(PATH)
+                if current is None:
+                    self.generation = 1
+                    if self._write(lambda body: self.storage.create(PATH, body)):
+                        break
+                    continue  # another driver created it just now: look again
+                lease = _parse(current.data)
+                if not self._gone(lease):
+                    if not told:
+                        log(f"[monosweep] the lease is held by pid {lease.get('pid')} on {lease.get('host')}; "
+                            f"checking for up to {self.timeout:.0f} s whether that driver is alive")
+                        told = True
+                    self._watch(current, lease)
+                self.generation = int(lease.get("generation", 0)) + 1
+                if self._write(lambda body, seen=current: self.storage.replace(PATH, body, seen.version)):
+                    self._start()
+                    return True
+        except (InputError, ServiceError):
+            raise
+        except Exception as err:  # noqa: BLE001 - e.g. read-only credentials: say so before anything runs
+            raise InputError(f"cannot write the lease {self.storage.path(PATH)}: {first_line(err)}") from None
+        self._start()
+        return False
+
+    def _watch(self, seen: Versioned, lease: dict[str, Any]) -> None:
+        """Return once the lease has not changed for ``timeout`` seconds (or is gone); InputError as soon as
+        it changes: its driver is alive."""
+        deadline = time.monotonic() + self.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self.beat, left))
+            now = self.storage.read(PATH)
+            if now is None:
+                return
+            if now.version != seen.version:
+                holder = _parse(now.data)
+                raise InputError(
+                    f"sweep {self.sweep!r} is already running (driver pid {holder.get('pid')} on "
+                    f"{holder.get('host')}, its lease renewed while this driver watched); wait for it, or "
+                    "rerun after it stops")
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._heartbeat, daemon=True, name="monosweep-lease")
         self._thread.start()
-        return took_over
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.beat):
+            self._beats += 1
             try:
-                self._write()
-            except OSError:
-                pass  # a missed beat is tolerated; the lease only goes stale after many
+                renewed = self._write(lambda body: self.storage.replace(PATH, body, self.version or ""))
+            except Exception:  # noqa: BLE001 - storage down through all retries: try again next beat
+                self._beats -= 1
+                continue
+            if not renewed:
+                current = self.storage.read(PATH) if not self._stop.is_set() else None
+                holder = _parse(current.data) if current is not None else {}
+                self.taker = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+                self.lost.set()
+                return
+
+    def check(self) -> None:
+        """LeaseLost if another driver has taken the lease."""
+        if self.lost.is_set():
+            raise LeaseLost(f"sweep {self.sweep!r}: another driver ({self.taker}) took over the lease while this "
+                            "one could not renew it; this driver stopped scheduling, the other one runs the sweep")
 
     def release(self) -> None:
+        """Stop the heartbeat and delete the lease if it is still this driver's (best-effort: a lease left
+        behind only goes stale)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        current = self._read()
-        if current is not None and current.get("id") == self.owner["id"]:
-            self.storage.delete(self.PATH)
+        if self.version is None or self.lost.is_set():
+            return
+        try:
+            self.storage.delete(PATH, self.version)
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,24 +1,42 @@
-"""A trial's record: its state, resolved config, latest checkpoint and typed result, and the transitions
-between states (the only place a record's state changes).
+"""A trial's record: its state, resolved config, last checkpoints (with their digests) and typed result,
+and the transitions between states (the only place a record's state changes).
 
     pending -> running -> finished | diverged     (the trial ran to its end)
-                       -> failed                  (an error, or its worker was lost; a rerun retries it)
+                       -> failed                  (an error, a time limit, or its worker was lost; a rerun retries it)
                        -> pruned                  (stopped early by a search's scheduler)
+
+A record read from storage is checked before it is trusted: its id has the id format and names its own
+file, and every path in it lies under its own ``checkpoints/<id>/`` folder (a record is data anyone who
+can write the bucket can write; it must not point a trial at another trial's files, or anywhere else).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from methods.trial.result import TrialResult
 
-__all__ = ["DONE", "STATES", "TrialRecord"]
+__all__ = ["DONE", "STATES", "Checkpoint", "TrialRecord", "UnsafeRecord"]
 
 PENDING, RUNNING, FAILED, PRUNED = "pending", "running", "failed", "pruned"
 STATES = (PENDING, RUNNING, "finished", FAILED, "diverged", PRUNED)
 DONE = ("finished", "diverged", PRUNED)  # states a rerun never touches again (pruned: stopped early by a search)
+KEPT = 2  # checkpoints kept per trial: the last one, and the one before it to fall back on
+ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+class UnsafeRecord(ValueError):
+    """A record whose id or paths do not belong to it."""
+
+
+@dataclass
+class Checkpoint:
+    epoch: int
+    path: str  # in the storage, under checkpoints/<id>/
+    sha256: str | None  # None for a checkpoint an older version recorded without a digest
 
 
 @dataclass
@@ -30,12 +48,14 @@ class TrialRecord:
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config actually run
     epoch: int = 0  # last epoch with a checkpoint
     checkpoint: str | None = None  # storage path of that checkpoint
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # the last KEPT, oldest first, with digests
     trunk: str | None = None  # storage path of the final trunk weights (as probed)
     resumed_from: list[int] = field(default_factory=list)  # epochs this trial restarted after
     attempts: int = 0
     node: str = ""
     error: str | None = None
     result: TrialResult | None = None
+    fence: int = 0  # the generation of the lease under which the driver ran this attempt
     updated: float = 0.0
 
     @property
@@ -43,16 +63,28 @@ class TrialRecord:
         return self.status in DONE
 
     # ------------------------------------------------------------------ transitions
-    def start(self, config: dict[str, Any], node: str, resuming: bool) -> None:
-        """An attempt begins on ``node`` (``resuming``: from the checkpoint after ``epoch``)."""
-        self.config, self.node = config, node
+    def start(self, config: dict[str, Any], node: str, fence: int, resumed_after: int | None) -> None:
+        """An attempt begins on ``node``, under lease generation ``fence``; from the checkpoint after epoch
+        ``resumed_after``, or from scratch (None)."""
+        self.config, self.node, self.fence = config, node, fence
         self.attempts += 1
         self.status, self.error = RUNNING, None
-        if resuming:
-            self.resumed_from.append(self.epoch)
+        if resumed_after is not None:
+            self.resumed_from.append(resumed_after)
 
-    def checkpointed(self, epoch: int, checkpoint: str) -> None:
-        self.epoch, self.checkpoint = epoch, checkpoint
+    def checkpointed(self, epoch: int, path: str, sha256: str) -> list[str]:
+        """A new checkpoint is stored; returns the paths of the ones no longer kept (to delete)."""
+        self.epoch, self.checkpoint = epoch, path
+        kept = [c for c in self.known_checkpoints() if c.path != path]  # (a rerun may write an epoch again)
+        self.checkpoints = [*kept, Checkpoint(epoch, path, sha256)]
+        dropped, self.checkpoints = self.checkpoints[:-KEPT], self.checkpoints[-KEPT:]
+        return [c.path for c in dropped if c.path != path]
+
+    def known_checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints to resume from, oldest first (a record from an older version lists only its last)."""
+        if self.checkpoints or self.checkpoint is None:
+            return list(self.checkpoints)
+        return [Checkpoint(self.epoch, self.checkpoint, None)]
 
     def finish(self, result: TrialResult, trunk: str | None) -> None:
         """The trial ran to its end (finished, or diverged with its last good state probed)."""
@@ -69,10 +101,27 @@ class TrialRecord:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TrialRecord:
-        """Read a record; keys this version does not know (written by a newer one) are left out."""
+    def from_json(cls, text: str, name: str | None = None) -> TrialRecord:
+        """Read a record (the id its file ``name`` gives, when known); keys this version does not know
+        (written by a newer one) are left out. ValueError if it is not a record, UnsafeRecord if it does
+        not belong where it is."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in json.loads(text).items() if k in known}
+        values = {k: v for k, v in data.items() if k in known}
         if values.get("result") is not None:
             values["result"] = TrialResult.from_dict(values["result"])
-        return cls(**values)
+        values["checkpoints"] = [Checkpoint(**c) for c in values.get("checkpoints") or []]
+        record = cls(**values)
+        record._check(name)
+        return record
+
+    def _check(self, name: str | None) -> None:
+        if not isinstance(self.id, str) or not ID.match(self.id) or (name is not None and name != self.id):
+            raise UnsafeRecord(f"record id {self.id!r} is not the id of its file {name or '?'}.json")
+        own = f"checkpoints/{self.id}/"
+        paths = [self.checkpoint, self.trunk, *(c.path for c in self.checkpoints)]
+        for path in filter(None, paths):
+            if not isinstance(path, str) or not path.startswith(own) or ".." in path.split("/"):
+                raise UnsafeRecord(f"record {self.id} points outside its own folder {own}: {path!r}")

@@ -2,18 +2,30 @@
 
 Written by the trial itself, atomically, so trials on many nodes never contend for one file and a record
 survives the driver. A finished record is never rewritten. Trackers and reports mirror the ledger.
+
+What cannot be read is never fatal: a record that is not JSON, or not a record, or whose id and paths do
+not belong to it, is moved aside to ``quarantine/`` and said in one line, and its trial counts as not
+started. A checkpoint is stored with its sha256 in the record and checked when it is fetched; one that is
+missing or damaged gives way to the one before it (two are kept), or to a fresh start, said once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from methods.trial.reporter import CHECKPOINT_FILE
-from sweep.ledger.records import TrialRecord
+from sweep.ledger.records import TrialRecord, UnsafeRecord
 from sweep.storage import Storage
 
 __all__ = ["Ledger"]
+
+log = logging.getLogger("monosweep.ledger")
+_READERS = 16  # records read at once (S3 answers each in a round trip)
 
 
 class Ledger:
@@ -25,32 +37,77 @@ class Ledger:
         return f"trials/{trial_id}.json"
 
     @staticmethod
-    def checkpoint_path(trial_id: str, filename: str = CHECKPOINT_FILE) -> str:
-        return f"checkpoints/{trial_id}/{filename}"
+    def checkpoint_path(trial_id: str, filename: str = CHECKPOINT_FILE, epoch: int | None = None) -> str:
+        return f"checkpoints/{trial_id}/{filename}" if epoch is None else f"checkpoints/{trial_id}/{epoch}/{filename}"
 
     def read(self, trial_id: str) -> TrialRecord | None:
-        text = self.storage.read_text(self._record(trial_id))
-        return None if text is None else TrialRecord.from_json(text)
+        """The trial's record; None if there is none, or if it could not be read (then it is moved aside)."""
+        rel = self._record(trial_id)
+        text = self.storage.read_bytes(rel)
+        if text is None:
+            return None
+        try:
+            return TrialRecord.from_json(text.decode(), trial_id)
+        except UnsafeRecord as err:
+            self._quarantine(rel, text, str(err))
+        except (ValueError, TypeError) as err:  # not JSON, not UTF-8, or not a record
+            self._quarantine(rel, text, f"unreadable ({type(err).__name__}: {str(err)[:80]})")
+        return None
+
+    def _quarantine(self, rel: str, data: bytes, why: str) -> None:
+        aside = f"quarantine/{Path(rel).name}.{int(time.time())}"
+        self.storage.write_bytes(aside, data)
+        self.storage.delete(rel)
+        log.warning("[monosweep] warning: %s in %s: moved to %s; its trial counts as not started",
+                    why, self.storage.path(rel), aside)
 
     def read_all(self) -> dict[str, TrialRecord]:
-        names = [n for n in self.storage.list("trials") if n.endswith(".json")]
-        records = {}
-        for name in names:
-            record = self.read(name.removesuffix(".json"))
-            if record is not None:
-                records[record.id] = record
-        return records
+        names = [n.removesuffix(".json") for n in self.storage.list("trials") if n.endswith(".json")]
+        with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="monosweep-ledger") as pool:
+            records = list(pool.map(self.read, names))
+        return {r.id: r for r in records if r is not None}
 
     def write(self, record: TrialRecord) -> None:
         record.updated = time.time()
         self.storage.write_text(self._record(record.id), record.to_json())
 
-    def save_checkpoint(self, trial_id: str, local: Path) -> str:
-        """Store a file a trial reported (``checkpoint.pt``, ``trunk.pt``) beside its record."""
-        rel = self.checkpoint_path(trial_id, local.name)
-        self.storage.upload(local, rel)
-        return rel
+    def save(self, trial_id: str, local: Path, epoch: int | None = None) -> tuple[str, str]:
+        """Store a file a trial reported (``checkpoint.pt`` of an epoch, ``trunk.pt``) beside its record;
+        returns its storage path and sha256."""
+        data = local.read_bytes()
+        rel = self.checkpoint_path(trial_id, local.name, epoch)
+        self.storage.write_bytes(rel, data)
+        return rel, hashlib.sha256(data).hexdigest()
 
-    def fetch_checkpoint(self, record: TrialRecord, directory: Path) -> bool:
-        """Download the record's latest checkpoint into ``directory``; False if it has none."""
-        return record.checkpoint is not None and self.storage.download(record.checkpoint, directory / CHECKPOINT_FILE)
+    def drop(self, paths: list[str]) -> None:
+        """Delete checkpoints no longer kept (best-effort: a leftover file only takes space)."""
+        for path in paths:
+            try:
+                self.storage.delete(path)
+            except Exception as err:  # noqa: BLE001
+                log.debug("could not delete %s: %s", path, err)
+
+    def fetch_checkpoint(self, record: TrialRecord, directory: Path,
+                         usable: Callable[[Path], bool] = lambda path: True) -> int | None:
+        """Download the newest intact checkpoint of ``record`` into ``directory`` (its digest matches, and
+        ``usable`` accepts the file); returns the epoch it follows, or None (no checkpoint, or none intact:
+        the trial starts afresh)."""
+        damaged: list[str] = []
+        target = directory / CHECKPOINT_FILE
+        for checkpoint in reversed(record.known_checkpoints()):
+            data = self.storage.read_bytes(checkpoint.path)
+            if data is not None and checkpoint.sha256 in (None, hashlib.sha256(data).hexdigest()):
+                directory.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                if usable(target):
+                    if damaged:
+                        log.warning("[monosweep] warning: trial %s: the checkpoint after epoch %s is missing or "
+                                    "damaged; resuming after epoch %d", record.id, " and ".join(damaged),
+                                    checkpoint.epoch)
+                    return checkpoint.epoch
+            damaged.append(str(checkpoint.epoch))
+        if damaged:
+            log.warning("[monosweep] warning: trial %s: no intact checkpoint (after epoch %s); starting it afresh",
+                        record.id, " nor ".join(damaged))
+        target.unlink(missing_ok=True)
+        return None

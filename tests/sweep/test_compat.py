@@ -13,7 +13,7 @@ from methods.trial.config import option_fields
 from sweep.grid import expand
 from sweep.spec import load_spec
 from tests.support import REPO
-from tests.support.sweeps import cli
+from tests.support.sweeps import cli, sweep_env
 
 FIXTURES = REPO / "tests" / "fixtures"
 GOLDEN = json.loads((FIXTURES / "golden-ids.json").read_text())
@@ -45,10 +45,11 @@ def test_a_ledger_from_the_previous_version_resumes_without_rerunning_finished_t
     finished = [k for k, v in before.items() if json.loads(v)["status"] == "finished"]
     assert len(finished) == 3 and json.loads(before["d74ca7d31590"])["status"] == "running"
 
-    plan = cli("plan", str(spec), "--storage", str(tmp_path / "results"))
+    env = sweep_env(MONOSWEEP_LEASE_TIMEOUT_S="3")  # the dead driver's lease names another machine, maybe
+    plan = cli("plan", str(spec), "--storage", str(tmp_path / "results"), env=env)
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "4 trials - 3 finished, 0 diverged, 1 to run" in plan.stdout
-    resumed = cli("run", str(spec), "--storage", str(tmp_path / "results"))
+    resumed = cli("run", str(spec), "--storage", str(tmp_path / "results"), env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "ran 1, skipped 3" in resumed.stdout
     after = {p.stem: p.read_bytes() for p in (root / "trials").glob("*.json")}
@@ -56,5 +57,5 @@ def test_a_ledger_from_the_previous_version_resumes_without_rerunning_finished_t
     record = json.loads(after["d74ca7d31590"])
     assert record["status"] == "finished" and record["attempts"] == 2 and record["resumed_from"] == [1]
     assert [h["epoch"] for h in record["result"]["history"]] == [1.0, 2.0, 3.0]  # continued after epoch 1
-    status = cli("status", str(spec), "--storage", str(tmp_path / "results"))
+    status = cli("status", str(spec), "--storage", str(tmp_path / "results"), env=env)
     assert status.stdout.count("finished") == 4

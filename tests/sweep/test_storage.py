@@ -1,0 +1,139 @@
+"""The storage under the ledger, on a local folder and on a real S3-compatible server (moto) behind a proxy
+that cuts the link: atomic, conditional, patient through an outage, one line when it gives up."""
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from methods.errors import InputError
+from sweep.ledger.records import TrialRecord
+from sweep.ledger.store import Ledger
+from sweep.storage import RETRY_ENV, Storage, StorageUnavailable
+from tests.support.proxy import FaultyProxy
+from tests.support.sweeps import cli, noop_spec
+
+
+@pytest.fixture
+def s3_proxy(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyProxy]:
+    """This process's S3 calls go to moto through a proxy the test can cut."""
+    port = int(s3_server["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1])
+    with FaultyProxy("127.0.0.1", port) as proxy:
+        for key, value in {**s3_server, "AWS_ENDPOINT_URL_S3": proxy.url}.items():
+            monkeypatch.setenv(key, value)
+        yield proxy
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        return Storage(str(tmp_path / "root"))
+    request.getfixturevalue("s3_proxy")
+    return Storage("s3://sweeps/root")
+
+
+def test_conditional_writes_create_once_replace_and_delete_only_the_version_read(storage: Storage) -> None:
+    first = storage.create("lease.json", b"a")
+    assert first is not None and storage.create("lease.json", b"b") is None  # exists: not overwritten
+    assert storage.read_bytes("lease.json") == b"a"
+    second = storage.replace("lease.json", b"c", first)
+    assert second is not None and storage.replace("lease.json", b"d", first) is None  # stale version
+    assert storage.read("lease.json").data == b"c" and storage.read("lease.json").version == second
+    assert not storage.delete("lease.json", first) and storage.read_bytes("lease.json") == b"c"
+    assert storage.delete("lease.json", second) and storage.read_bytes("lease.json") is None
+    assert storage.replace("lease.json", b"e", second) is None  # gone: nothing to replace
+
+
+def test_a_failed_local_write_leaves_no_temporary_file_and_the_old_content(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Storage(str(tmp_path))
+    storage.write_text("trials/a.json", "old")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        storage.write_text("trials/a.json", "new")
+    assert storage.read_text("trials/a.json") == "old"
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["a.json"]
+
+
+def test_an_s3_outage_is_waited_out_and_one_that_lasts_is_one_line(s3_proxy: FaultyProxy,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = Storage("s3://sweeps/outage")
+    storage.write_text("trials/a.json", "{}")
+    s3_proxy.cut()
+    threading.Timer(4.0, s3_proxy.heal).start()
+    start = time.monotonic()
+    assert storage.read_text("trials/a.json") == "{}"  # answered once the link came back
+    assert time.monotonic() - start >= 3.5
+
+    monkeypatch.setenv(RETRY_ENV, "3")
+    s3_proxy.cut()
+    with pytest.raises(StorageUnavailable) as failed:
+        storage.write_text("trials/b.json", "{}")
+    message = str(failed.value)
+    assert "\n" not in message and "failed for 3 s" in message and "run again" in message
+
+
+def test_the_first_contact_fails_at_once_and_malformed_uris_are_one_line(s3_proxy: FaultyProxy) -> None:
+    s3_proxy.cut()
+    start = time.monotonic()
+    with pytest.raises(InputError, match="cannot reach S3 endpoint"):
+        Storage("s3://sweeps/x").check()
+    assert time.monotonic() - start < 20
+    for uri in ("s3://", "s3:///prefix", "s3:bucket/x", "gs://bucket/x", "s3://Bad_Bucket/x"):
+        with pytest.raises(InputError, match="^storage '"):
+            Storage(uri)
+
+
+def test_s3_storage_without_a_bucket_is_refused_by_validate_and_nothing_is_written(tmp_path: Path) -> None:
+    spec = noop_spec(tmp_path / "s.yaml", "nobucket", [0], "s3://")
+    done = cli("validate", str(spec), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"monosweep validate: error: {spec}: storage: 's3://' names no bucket: use s3://bucket/prefix"]
+    assert list(tmp_path.iterdir()) == [spec]  # no folder named s3: or anything else
+
+
+def _record(trial_id: str = "0123456789ab", **changes: object) -> TrialRecord:
+    return TrialRecord(trial_id, status="finished", **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("", "unreadable"),
+    ('{"id": "0123456789ab", "status": "finish', "unreadable"),
+    ("[1, 2]", "unreadable"),
+    (_record(checkpoint="checkpoints/0123456789ab/../ffffffffffff/checkpoint.pt").to_json(), "points outside"),
+    (_record(trunk="/etc/passwd").to_json(), "points outside"),
+    (_record("ffffffffffff").to_json(), "is not the id of its file"),
+])
+def test_a_record_that_cannot_be_trusted_is_moved_aside_in_one_line(
+    tmp_path: Path, text: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = Storage(str(tmp_path))
+    storage.write_text("trials/0123456789ab.json", text)
+    storage.write_text("trials/aaaaaaaaaaaa.json", _record("aaaaaaaaaaaa").to_json())
+    records = Ledger(storage).read_all()
+    assert list(records) == ["aaaaaaaaaaaa"]  # the other records are read as ever
+    assert storage.list("trials") == ["aaaaaaaaaaaa.json"]
+    (aside,) = storage.list("quarantine")
+    assert aside.startswith("0123456789ab.json.") and storage.read_text(f"quarantine/{aside}") == text
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "monosweep.ledger"]
+    assert why in line and "moved to quarantine/" in line and "\n" not in line
+
+
+def test_a_record_round_trips_byte_identically_with_its_checkpoint_digests() -> None:
+    record = _record()
+    for epoch in (1, 2, 3):
+        dropped = record.checkpointed(epoch, f"checkpoints/0123456789ab/{epoch}/checkpoint.pt", f"{epoch:064x}")
+    assert dropped == ["checkpoints/0123456789ab/1/checkpoint.pt"]  # two are kept
+    assert [c.epoch for c in record.checkpoints] == [2, 3] and record.epoch == 3
+    text = record.to_json()
+    assert TrialRecord.from_json(text, "0123456789ab").to_json() == text
+    assert json.loads(text)["checkpoint"] == "checkpoints/0123456789ab/3/checkpoint.pt"
