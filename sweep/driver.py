@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from methods.errors import InputError
 from sweep import search
-from sweep.execution.session import connect
+from sweep.execution.session import check_nodes, connect
 from sweep.execution.waves import run_search_wave, run_wave
 from sweep.ledger.lease import Lease
 from sweep.ledger.records import FAILED, PENDING, RUNNING
@@ -52,7 +52,7 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
     """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
     module docstring. ``tracking`` overrides the spec's tracking URI."""
     points, store = prepare(spec, where, storage, check_inputs=True)  # bad input fails before the lease
-    with _leased(store, spec.name, log):
+    with _leased(store, spec.name, log) as lease:
         plan = read_plan(spec, points, store)  # the ledger as the lease holder sees it
         todo, to_sample = plan.todo, sum(plan.to_sample.values())
         skipped = len(plan.trials) - len(todo)
@@ -63,13 +63,17 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
             tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
         if todo or to_sample:
             connect(address)
+            if address:  # a cluster: every node must see the ledger the driver reads
+                check_nodes(plan.storage)
         if todo:
-            run_wave(spec, plan.storage, todo, log, tracker)
+            run_wave(spec, plan.storage, todo, log, tracker, lease)
+            lease.check()
         if to_sample:
             records = Ledger(plan.storage).read_all()
             for point in plan.points:
                 if plan.to_sample.get(point.id):
-                    run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker)
+                    run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker, lease)
+                    lease.check()
         final = read_plan(spec, points, store)
         tracker.sync(final.trials, final.records)
         if spec.search is not None:
@@ -90,18 +94,18 @@ def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking
         changed = tracker.sync(plan.trials, plan.records) if tracker.open(spec_text) else 0
         tracker.close(plan.counts())
     if tracker.down:
-        raise InputError(f"MLflow at {tracker.uri} is unreachable; nothing was mirrored (the ledger is intact)")
+        raise InputError(f"MLflow at {tracker.shown} is unreachable; nothing was mirrored (the ledger is intact)")
     return changed, tracker
 
 
 @contextmanager
-def _leased(storage: Storage, sweep: str, log: Log) -> Iterator[None]:
+def _leased(storage: Storage, sweep: str, log: Log) -> Iterator[Lease]:
     """Hold the sweep's lease: one driver at a time runs trials and writes MLflow runs."""
     lease = Lease(storage, sweep)
-    if lease.acquire():
+    if lease.acquire(log):
         log("[monosweep] took over the lease of a driver that is gone")
     try:
-        yield
+        yield lease
     finally:
         lease.release()
 

@@ -14,6 +14,7 @@
     storage: s3://bucket/sweeps       # default: ./monosweep-results
     max_concurrent_trials: 8
     retries: 2                        # per trial, from its last checkpoint
+    timeouts: {trial: 7200, stall: 1800}   # seconds per attempt, and without an epoch report (default: none)
     search:                           # optional: Optuna search around every grid point
       metric: probe.mean.top1         # any metric a trial reports; mode: max | min
       num_samples: 8                  # trials per grid point
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from methods.errors import InputError
 from methods.trial.config import DEFAULT_METHOD, trial_fields
+from sweep.storage import parse_uri
 
 __all__ = ["DEFAULT_STORAGE", "Resources", "SweepSpec", "load_spec"]
 
@@ -86,6 +88,15 @@ class Param(BaseModel):
         return [cast(self.low), cast(self.high)]
 
 
+class Timeouts(BaseModel):
+    """Limits that end a hung trial (seconds; None: no limit): an attempt that runs longer than ``trial``, or
+    goes ``stall`` seconds without an epoch report, ends ``failed`` and is retried from its checkpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+    trial: float | None = Field(None, gt=0)
+    stall: float | None = Field(None, gt=0)
+
+
 class Asha(BaseModel):
     """Early stopping of search trials by ASHA on the search metric, measured in epochs."""
 
@@ -127,6 +138,7 @@ class SweepSpec(BaseModel):
     tracking_uri: str | None = None
     max_concurrent_trials: int | None = Field(None, ge=1)
     retries: int = Field(2, ge=0)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     search: Search | None = None
 
     @field_validator("grid")
@@ -141,6 +153,16 @@ class SweepSpec(BaseModel):
             if len({repr(v) for v in values}) != len(values):
                 raise ValueError(f"axis {axis!r} repeats a value")
         return grid
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, storage: str | None) -> str | None:
+        if storage is not None:
+            try:
+                parse_uri(storage)
+            except InputError as err:
+                raise ValueError(str(err)) from None
+        return storage
 
     @field_validator("fixed")
     @classmethod
@@ -189,6 +211,10 @@ class SweepSpec(BaseModel):
     def storage_uri(self, override: str | None = None) -> str:
         """Where this sweep keeps its ledger and checkpoints: ``<storage>/<name>``."""
         base = override or self.storage or DEFAULT_STORAGE
+        try:
+            parse_uri(base)  # (a malformed --storage is said as given)
+        except InputError as err:
+            raise InputError(f"storage {err}") from None
         return f"{base.rstrip('/')}/{self.name}"
 
 
@@ -196,7 +222,7 @@ def _format(err: ValidationError, where: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "spec"
     if first["type"] == "extra_forbidden":
-        parents = {"resources": Resources, "search": Search}
+        parents = {"resources": Resources, "search": Search, "timeouts": Timeouts}
         parent: type[BaseModel] = SweepSpec if len(first["loc"]) == 1 else parents.get(str(first["loc"][0]), SweepSpec)
         if len(first["loc"]) > 2 and first["loc"][0] == "search":
             parent = {"space": Param, "asha": Asha}.get(str(first["loc"][1]), parent)

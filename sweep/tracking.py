@@ -8,17 +8,24 @@ sweep is killed and rerun.
 Everything is written from the driver (workers never talk to MLflow), so an embedded sqlite file works
 with a remote cluster too. The ledger stays the source of truth: when MLflow is unreachable the tracker
 warns once and stands aside; the next ``monosweep run`` or ``monosweep sync`` back-fills what is missing.
+
+No duplicates: a run is created without MLflow's automatic retries (a slow server would otherwise get
+the same create twice), after a failed create it is looked up by its tag before anything else, and runs
+found twice for one sweep or one trial are ended (``KILLED``, tagged ``monosweep.duplicate``) and said,
+keeping the oldest. Messages show the tracking URI without any ``user:password@``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,12 +41,14 @@ from sweep.storage import Storage
 # telemetry hook costs ~10 ms per client call. Opt back in with MLFLOW_DISABLE_TELEMETRY=false.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-__all__ = ["Tracker", "code_version", "tracking_uri"]
+__all__ = ["Tracker", "code_version", "redact", "tracking_uri"]
 
 Log = Callable[[str], None]
 TRIAL_TAG, SWEEP_TAG, ROLE_TAG = "monosweep.trial_id", "monosweep.sweep", "monosweep.role"
 POINT_TAG, BEST_TAG = "monosweep.search_point", "monosweep.best"  # search trials: their grid point; the best
 SYNCED_TAG = "monosweep.synced"  # the ledger record's `updated` stamp last mirrored
+DUPLICATE_TAG = "monosweep.duplicate"  # a run made twice for one sweep or trial, ended
+_USERINFO = re.compile(r"(://)[^/\s@]+@")
 # Tags that make the MLflow UI's run table readable without opening the params.
 TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 # A dead server must not stall the sweep: few retries, short timeouts (unless the user set them).
@@ -47,6 +56,23 @@ TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+
+
+def redact(text: str) -> str:
+    """``text`` (a URI, or a message that quotes one) without any ``user:password@`` part."""
+    return _USERINFO.sub(r"\1", text)
+
+
+@contextlib.contextmanager
+def _no_retries() -> Iterator[None]:
+    """MLflow's HTTP client retries a request that timed out; for a create that makes a second run."""
+    before = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        yield
+    finally:
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = before if before is not None else _HTTP_DEFAULTS[
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
 
 
 def tracking_uri(spec: SweepSpec, storage: Storage, override: str | None = None) -> str:
@@ -88,6 +114,7 @@ class Tracker:
 
     def __init__(self, spec: SweepSpec, storage: Storage, uri: str, log: Log) -> None:
         self.spec, self.storage, self.uri, self.log = spec, storage, uri, log
+        self.shown = redact(uri)
         self.embedded = uri.startswith("sqlite:")
         self.down = False
         self.client: Any = None
@@ -105,8 +132,8 @@ class Tracker:
             return action()
         except Exception as err:  # MLflow raises MlflowException, requests' errors, sqlite's...
             self.down = True
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            self.log(f"[monosweep] warning: MLflow at {self.uri} failed while {what} ({first}); tracking is "
+            first = redact((str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
+            self.log(f"[monosweep] warning: MLflow at {self.shown} failed while {what} ({first}); tracking is "
                      "off for this run, results stay in the ledger - `monosweep sync SPEC` back-fills MLflow")
             return None
 
@@ -129,23 +156,29 @@ class Tracker:
             location = None
             if self.embedded:  # next to the database, not in ./mlruns of whatever the cwd is
                 location = (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-            self.experiment_id = self.client.create_experiment(self.spec.name, artifact_location=location,
-                                                               tags={SWEEP_TAG: self.spec.name})
+            self.experiment_id = self._create(
+                lambda: self.client.create_experiment(self.spec.name, artifact_location=location,
+                                                      tags={SWEEP_TAG: self.spec.name}),
+                lambda: getattr(self.client.get_experiment_by_name(self.spec.name), "experiment_id", None))
         else:
             self.experiment_id = experiment.experiment_id
-        parents = self._search(f"tags.`{ROLE_TAG}` = 'sweep'")
+        parents = self._unique(self._search(f"tags.`{ROLE_TAG}` = 'sweep'"), "the sweep")
         if parents:
             self.parent_id = parents[0].info.run_id
             if running:
                 self.client.update_run(self.parent_id, status="RUNNING")
         else:
-            self.parent_id = self.client.create_run(
-                self.experiment_id, run_name=self.spec.name,
-                tags={ROLE_TAG: "sweep", SWEEP_TAG: self.spec.name, "monosweep.version": code_version()},
-            ).info.run_id
+            tags = {ROLE_TAG: "sweep", SWEEP_TAG: self.spec.name, "monosweep.version": code_version()}
+            self.parent_id = self._create(
+                lambda: self.client.create_run(self.experiment_id, run_name=self.spec.name, tags=tags).info.run_id,
+                lambda: next((r.info.run_id for r in self._search(f"tags.`{ROLE_TAG}` = 'sweep'")), None))
         if spec_text is not None:
             self._artifact_text(self.parent_id, "spec.yaml", spec_text)
         children = self._search(f"tags.`{ROLE_TAG}` = 'trial'")
+        by_trial: dict[str, list[Any]] = {}
+        for run in children:
+            by_trial.setdefault(run.data.tags[TRIAL_TAG], []).append(run)
+        children = [self._unique(runs, f"trial {tid}")[0] for tid, runs in by_trial.items()]
         self.run_ids = {run.data.tags[TRIAL_TAG]: run.info.run_id for run in children}
         self.synced = {run.data.tags[TRIAL_TAG]: run.data.tags.get(SYNCED_TAG, "") for run in children}
         self.best = {run.data.tags[POINT_TAG]: run.data.tags[TRIAL_TAG] for run in children
@@ -175,8 +208,30 @@ class Tracker:
 
     def ui_hint(self) -> str:
         if self.embedded:
-            return f"browse the runs: mlflow ui --backend-store-uri {self.uri}"
-        return f"browse the runs: {self.uri}/#/experiments/{self.experiment_id or ''}"
+            return f"browse the runs: mlflow ui --backend-store-uri {self.shown}"
+        return f"browse the runs: {self.shown}/#/experiments/{self.experiment_id or ''}"
+
+    def _create(self, create: Callable[[], Any], find: Callable[[], Any]) -> Any:
+        """Make something once: without MLflow's retries, and after a failure, look for it before giving up
+        (a slow server may have made it after all)."""
+        try:
+            with _no_retries():
+                return create()
+        except Exception:
+            found = find()
+            if found is None:
+                raise
+            return found
+
+    def _unique(self, runs: list[Any], what: str) -> list[Any]:
+        """``runs`` of one sweep or trial, oldest first; any beyond the first are ended and said."""
+        runs = sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+        for extra in runs[1:]:
+            self.client.set_tag(extra.info.run_id, DUPLICATE_TAG, "true")
+            self.client.set_terminated(extra.info.run_id, "KILLED")
+            self.log(f"[monosweep] warning: MLflow had a second run for {what} ({extra.info.run_id}); ended it "
+                     f"as a duplicate of {runs[0].info.run_id}")
+        return runs[:1]
 
     # ------------------------------------------------------------------ the trials' child runs
     def _search(self, condition: str) -> list[Any]:
@@ -227,7 +282,9 @@ class Tracker:
         tags = {TRIAL_TAG: trial.id, ROLE_TAG: "trial", SWEEP_TAG: self.spec.name, "status": "running",
                 "mlflow.parentRunId": self.parent_id, "monosweep.version": code_version(),
                 **{f: str(config[f]) for f in TAGGED_FIELDS}}
-        run_id = str(self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags).info.run_id)
+        run_id = str(self._create(
+            lambda: self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags).info.run_id,
+            lambda: next((r.info.run_id for r in self._search(f"tags.`{TRIAL_TAG}` = '{trial.id}'")), None)))
         params = [Param(k, str(v)) for k, v in sorted(config.items())]
         for start in range(0, len(params), 100):  # log_batch takes at most 100 params
             self.client.log_batch(run_id, params=params[start:start + 100])

@@ -47,7 +47,7 @@ def _serialise(state: dict[str, Any]) -> bytes:
 
 def _load(blob: bytes | Path) -> dict[str, Any]:
     source = io.BytesIO(blob) if isinstance(blob, bytes) else blob
-    return torch.load(source, map_location="cpu", weights_only=False)
+    return torch.load(source, map_location="cpu", weights_only=True)  # tensors and plain data only: no code
 
 
 def run_trial(config: TrialConfig | ResolvedConfig, report: Reporter | None = None,

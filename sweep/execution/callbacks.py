@@ -9,8 +9,10 @@ from typing import Any
 
 from ray import tune
 
+from methods.errors import first_line
 from sweep.execution import messages
 from sweep.grid import Trial
+from sweep.ledger.lease import Lease
 from sweep.ledger.records import RUNNING
 from sweep.ledger.store import Ledger
 from sweep.tracking import Tracker
@@ -66,15 +68,18 @@ class Mirror(tune.Callback):
 
     MLflow calls (tens of ms each, more against a remote server) run in one background thread, in
     order: in Tune's event loop they would hold up the scheduling of the next trials. ``drain`` waits
-    for them; the ledger is written here, synchronously."""
+    for them; the ledger is written here, synchronously. Nothing here may end the wave: a ledger that
+    stays unreachable is said once and reconciled when the driver reads the ledger again at its end. A
+    driver that lost its lease writes nothing more."""
 
-    def __init__(self, tracker: Tracker, ledger: Ledger, pruning: bool) -> None:
-        self.tracker, self.ledger, self.pruning = tracker, ledger, pruning
+    def __init__(self, tracker: Tracker, ledger: Ledger, lease: Lease | None, log: Log, pruning: bool) -> None:
+        self.tracker, self.ledger, self.lease, self.log, self.pruning = tracker, ledger, lease, log, pruning
         self._known: dict[str, Trial] = {}
         self._pending: ThreadPoolExecutor | None = None
+        self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment's state
-        return {**self.__dict__, "_pending": None}
+        return {**self.__dict__, "_pending": None, "lease": None}
 
     @property
     def pending(self) -> ThreadPoolExecutor:
@@ -98,6 +103,17 @@ class Mirror(tune.Callback):
             self.pending.submit(self.tracker.log_epoch, self._trial(trial), dict(result))
 
     def _ended(self, tune_trial: Any, completed: bool) -> None:
+        if self.lease is None or self.lease.lost.is_set():
+            return
+        try:
+            self._record_end(tune_trial, completed)
+        except Exception as err:  # noqa: BLE001 - see the class docstring
+            if not self._warned:
+                self._warned = True
+                self.log(f"[monosweep] warning: could not read or write the ledger at a trial's end "
+                         f"({first_line(err)}); the sweep goes on, and its end reconciles the ledger")
+
+    def _record_end(self, tune_trial: Any, completed: bool) -> None:
         trial = self._trial(tune_trial)
         record = self.ledger.read(trial.id)
         if record is None:

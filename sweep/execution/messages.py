@@ -1,33 +1,51 @@
 """What goes through Ray Tune, written and read here only: a trial's place in the param space, and the
 results a trial reports (once per epoch, once at its end).
 
-The param space of a wave is ``{"trial": {"id", "values", "storage"}}`` per trial; a search adds the fields
-Optuna samples beside ``trial``, and the trial's identity is then computed from the grid point's values
-plus the sampled ones. A trial reports each epoch's metrics (schedulers and searchers read them by name),
+The param space of a wave is ``{"trial": {"id", "values", and the run's settings}}`` per trial (the
+storage, the lease generation the driver holds, the time limits); a search adds the fields Optuna samples
+beside ``trial``, and the trial's identity is then computed from the grid point's values plus the sampled
+ones. A trial reports each epoch's metrics (schedulers and searchers read them by name),
 then its final metrics marked as its end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from methods.trial.result import TrialResult
 from sweep.grid import Trial, canonical, trial_id
 
-__all__ = ["END", "end", "epoch", "identity", "is_end", "point_space", "storage_of", "trial_id_of", "trial_space"]
+__all__ = ["END", "RunSettings", "end", "epoch", "identity", "is_end", "point_space", "run_settings", "trial_id_of",
+           "trial_space"]
 
 END = "monosweep.end"  # marks a trial's last result: it ran to its end (a scheduler stops trials at epochs)
 
 
-def trial_space(trial: Trial, storage: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunSettings:
+    """What every trial of a run gets from its driver besides its values."""
+
+    storage: str
+    fence: int = 0  # the lease generation the driver holds
+    trial_timeout: float | None = None
+    stall_timeout: float | None = None
+
+
+def trial_space(trial: Trial, settings: RunSettings) -> dict[str, Any]:
     """One trial of a wave, as an entry of its grid search."""
-    return {"id": trial.id, "values": trial.values, "storage": storage}
+    return {"id": trial.id, "values": trial.values, **asdict(settings)}
 
 
-def point_space(point: Trial, storage: str) -> dict[str, Any]:
+def point_space(point: Trial, settings: RunSettings) -> dict[str, Any]:
     """The param space of a search around a grid point (the searcher adds the sampled fields)."""
-    return {"trial": trial_space(point, storage)}
+    return {"trial": trial_space(point, settings)}
+
+
+def run_settings(tune_config: Mapping[str, Any]) -> RunSettings:
+    params = tune_config["trial"]
+    return RunSettings(**{f.name: params[f.name] for f in fields(RunSettings) if f.name in params})
 
 
 def identity(tune_config: Mapping[str, Any]) -> tuple[str, dict[str, Any], str | None]:
@@ -44,10 +62,6 @@ def identity(tune_config: Mapping[str, Any]) -> tuple[str, dict[str, Any], str |
 def trial_id_of(point: Trial, sampled: Mapping[str, Any]) -> str:
     """The id of the trial ``sampled`` makes around ``point`` (what :func:`identity` computes in the trial)."""
     return identity({"trial": {"id": point.id, "values": point.values}, **sampled})[0]
-
-
-def storage_of(tune_config: Mapping[str, Any]) -> str:
-    return str(tune_config["trial"]["storage"])
 
 
 def epoch(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
+import uuid
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from methods.errors import InputError, first_line
+from sweep.storage import Storage
 
-__all__ = ["connect", "one_line"]
+__all__ = ["check_nodes", "connect", "one_line"]
 
 
 def one_line(err: BaseException) -> str:
     """An error as the one line a record or a message shows: its type and first line."""
     return f"{type(err).__name__}: {first_line(err)}"
+
+
+class _FirstLines(logging.Handler):
+    """Ray's and Tune's own warnings and errors as one line each on stderr: a trial's traceback belongs in
+    its record (``monosweep status`` shows it), not on the driver's terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines = record.getMessage().strip().splitlines()
+        if lines:
+            print(f"[ray] {lines[0][:300]}", file=sys.stderr, flush=True)
+
+
+def _one_line_logs() -> None:
+    for name in ("ray", "ray.tune"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [_FirstLines(logging.WARNING)]
+        logger.propagate = False
 
 
 def connect(address: str | None) -> None:
@@ -56,3 +78,35 @@ def connect(address: str | None) -> None:
             ray.init(include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as err:  # e.g. --address auto with no cluster on this machine
         raise InputError(f"cannot connect to Ray at {address or 'a new local runtime'}: {one_line(err)}") from None
+    _one_line_logs()
+
+
+def _reads(uri: str, marker: str) -> bytes | None:
+    """Run on one node: the marker as that node reads it from the sweep's storage."""
+    return Storage(uri).read_bytes(marker)
+
+
+def check_nodes(storage: Storage, timeout: float = 120.0) -> None:
+    """Every live node of the cluster sees the sweep's storage, or a one-line InputError naming one that
+    does not: a marker written here must read the same there (a local folder on a multi-machine cluster
+    is the usual culprit: each node would keep its own ledger)."""
+    marker, token = f"nodes/{uuid.uuid4().hex}", uuid.uuid4().hex.encode()
+    storage.write_bytes(marker, token)
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        reads = ray.remote(num_cpus=0, max_retries=0)(_reads)
+        answers = [reads.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                   .remote(storage.uri, marker) for n in nodes]
+        for node, pending in zip(nodes, answers, strict=True):
+            try:
+                answer = ray.get(pending, timeout=timeout)
+            except ray.exceptions.RayError:  # the node went away meanwhile, or did not answer: nothing to judge
+                continue
+            if answer != token:
+                fix = ("--storage s3://bucket/prefix, or a folder every node shares at the same path"
+                       if not storage.is_s3 else "the same S3 endpoint and credentials on every node")
+                seen = "nothing" if answer is None else "something else"
+                raise InputError(f"node {node.get('NodeManagerAddress')} does not see the sweep's storage "
+                                 f"{storage.uri} (a marker written there reads {seen} on that node): use {fix}")
+    finally:
+        storage.delete(marker)

@@ -15,6 +15,7 @@ from sweep.execution import messages
 from sweep.execution.callbacks import Mirror, Progress
 from sweep.execution.worker import trainable
 from sweep.grid import Trial
+from sweep.ledger.lease import Lease
 from sweep.ledger.records import TrialRecord
 from sweep.ledger.store import Ledger
 from sweep.spec import SweepSpec
@@ -30,9 +31,29 @@ def _trial_name(tune_trial: Any) -> str:
     return messages.identity(tune_trial.config)[0]
 
 
+class _LeaseLost(tune.Stopper):
+    """Stops every trial at once when the driver has lost the sweep's lease (see ``ledger/lease.py``)."""
+
+    def __init__(self, lease: Lease | None) -> None:
+        self.lease = lease
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its stopper with the experiment's state
+        return {"lease": None}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.lease is not None and self.lease.lost.is_set()
+
+
+def settings(spec: SweepSpec, storage: Storage, lease: Lease) -> messages.RunSettings:
+    return messages.RunSettings(storage.uri, lease.generation, spec.timeouts.trial, spec.timeouts.stall)
+
+
 def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, Any], total: int, log: Log,
-         tracker: Tracker, **tune_options: Any) -> None:
-    mirror = Mirror(tracker, Ledger(storage), pruning=tune_options.get("scheduler") is not None)
+         tracker: Tracker, lease: Lease, **tune_options: Any) -> None:
+    mirror = Mirror(tracker, Ledger(storage), lease, log, pruning=tune_options.get("scheduler") is not None)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),
         param_space=param_space,
@@ -43,7 +64,7 @@ def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, An
             name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[Progress(total, log), mirror],
+            verbose=0, callbacks=[Progress(total, log), mirror], stop=_LeaseLost(lease),
         ),
     )
     try:
@@ -52,20 +73,21 @@ def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, An
         mirror.drain()
 
 
-def run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker) -> None:
+def run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker, lease: Lease) -> None:
     """The given trials (new, or to resume from their checkpoints) as one Tune experiment."""
-    params = [messages.trial_space(t, storage.uri) for t in todo]
+    params = [messages.trial_space(t, settings(spec, storage, lease)) for t in todo]
     _fit(spec, storage, time.strftime("wave-%Y%m%d-%H%M%S"), {"trial": tune.grid_search(params)}, len(todo), log,
-         tracker)
+         tracker, lease)
 
 
 def run_search_wave(spec: SweepSpec, storage: Storage, point: Trial, samples: int,
-                    records: Mapping[str, TrialRecord], log: Log, tracker: Tracker) -> None:
+                    records: Mapping[str, TrialRecord], log: Log, tracker: Tracker, lease: Lease) -> None:
     """``samples`` new trials around one grid point, sampled by Optuna (warm-started from ``records``) and
     pruned by ASHA when the spec asks for it."""
     assert spec.search is not None  # (only called for a spec with a search)
     log(f"[monosweep] search around {point.id} ({tracker.point_label(point)}): {samples} trial(s), "
         f"{spec.search.mode} {spec.search.metric}")
-    _fit(spec, storage, time.strftime(f"search-{point.id}-%Y%m%d-%H%M%S"), messages.point_space(point, storage.uri),
-         samples, log, tracker, search_alg=search.make_searcher(spec.search, point, records),
+    _fit(spec, storage, time.strftime(f"search-{point.id}-%Y%m%d-%H%M%S"),
+         messages.point_space(point, settings(spec, storage, lease)), samples, log, tracker, lease,
+         search_alg=search.make_searcher(spec.search, point, records),
          scheduler=search.make_scheduler(spec.search, point), num_samples=samples)

@@ -33,7 +33,7 @@ def _run(bench: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _starts_ray(bench: Path) -> bool:
-    return "run_sweep" in bench.read_text()
+    return any(word in bench.read_text() for word in ("run_sweep", "RayNodes"))
 
 
 @pytest.fixture(scope="module")

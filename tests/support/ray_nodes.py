@@ -1,0 +1,77 @@
+"""A Ray cluster of real ``ray start`` nodes on this machine, each one ``ray start --block`` process the test
+can kill by PID (its raylet with it) and start again; nothing else on the machine is touched (no
+``ray stop``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+from tests.support.servers import _bin, free_port, wait_for_port
+
+__all__ = ["RayNodes"]
+
+
+class RayNodes:
+    def __init__(self, env: dict[str, str]) -> None:
+        # A short folder of its own: Ray's socket paths inside it must fit the 107 characters of AF_UNIX.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        self.env = {**env, "RAY_AUTH_MODE": "disabled"}
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.head: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _start(self, args: Sequence[str], wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        command = [*wrapper, _bin("ray"), "start", "--block", "--disable-usage-stats", *args]
+        return subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def start_head(self, cpus: int = 1) -> None:
+        self.head = self._start(["--head", f"--port={self.port}", f"--num-cpus={cpus}", "--include-dashboard=false",
+                                 f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1"])
+        wait_for_port(self.port, timeout=60)
+
+    def add_worker(self, cpus: int = 1, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """A worker node; ``wrapper`` runs it inside another command (``unshare ...``)."""
+        before = self.alive()
+        worker = self._start([f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"],
+                             wrapper)
+        self.workers.append(worker)
+        deadline = time.monotonic() + 60
+        while self.alive() <= before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return worker
+
+    def alive(self) -> int:
+        """Live nodes, as the cluster's GCS says."""
+        done = subprocess.run([_bin("ray"), "status", f"--address={self.address}"], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+        return done.stdout.count("node_")
+
+    def kill(self, node: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the node's whole process tree (its raylet, object store, workers) at once."""
+        try:
+            tree = [node.pid, *(child.pid for child in psutil.Process(node.pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        node.wait(timeout=30)
+
+    def stop(self) -> None:
+        for node in [*self.workers, *([self.head] if self.head is not None else [])]:
+            self.kill(node)
+        self.workers, self.head = [], None
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
