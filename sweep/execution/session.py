@@ -75,7 +75,9 @@ def connect(address: str | None) -> None:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(include_dashboard=False, **kwargs)
+            # "local": a runtime of its own, even where `ray start` left a cluster (or RAY_ADDRESS names one),
+            # which a bare ray.init() would join; --address auto joins that one on purpose.
+            ray.init(address="local", include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as err:  # e.g. --address auto with no cluster on this machine
         raise InputError(f"cannot connect to Ray at {address or 'a new local runtime'}: {one_line(err)}") from None
     _one_line_logs()

@@ -227,23 +227,32 @@ def test_credentials_in_a_tracking_uri_are_never_printed(tmp_path: Path) -> None
     assert "s3cr3t" not in done.stdout + done.stderr
 
 
-def test_the_embedded_ray_lets_in_no_client_without_its_token(tmp_path: Path) -> None:
+def test_the_embedded_ray_is_its_own_and_lets_in_no_client_without_its_token(tmp_path: Path) -> None:
     """Ray 2.60 turns 127.0.0.1 into the machine's address and its servers listen on every interface, so
     what keeps others out of the embedded runtime is Ray's token authentication, which monosweep leaves on:
-    a client without the token (another user: another home folder) is refused."""
+    a client without the token (another user: another home folder) is refused. And the embedded runtime is
+    a new one even where `ray start` left a cluster running (a bare ray.init() would join that)."""
+    nodes = RayNodes(sweep_env())
+    nodes.start_head()
     probe = f"""
 import os, subprocess, sys
 from sweep.execution.session import connect
 connect(None)
 import ray
 address = ray.get_runtime_context().gcs_address
+print("OWN", not address.endswith(":{nodes.port}"))
 env = {{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}} | {{"HOME": {str(tmp_path)!r}}}
 client = "import ray\\ntry:\\n    ray.init(address=%r)\\n    print('IN')\\nexcept Exception as e:\\n    print('OUT')"
 out = subprocess.run([sys.executable, "-c", client % address], env=env, capture_output=True, text=True, timeout=120)
 print(out.stdout.strip().splitlines()[-1], "InvalidAuthToken" in out.stderr + out.stdout)
 """
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "RAY_ADDRESS": nodes.address})
+    finally:
+        nodes.stop()
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "OWN True" in done.stdout  # not the cluster that RAY_ADDRESS and `ray start` point at
     verdict = done.stdout.strip().splitlines()[-1]
     assert verdict == "OUT True", verdict  # refused, for want of the token
 
