@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(trial_cli.main(argv[1:], prog="monosweep trial"))
     args = build_parser().parse_args(argv)
     command = importlib.import_module(f"sweep.commands.{args.command}")
-    return int(command.main(args))
+    try:
+        return int(command.main(args))
+    except BrokenPipeError:  # `monosweep status ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit)
+        return 0
 
 
 if __name__ == "__main__":

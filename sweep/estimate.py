@@ -1,12 +1,13 @@
 """What a sweep will cost, before it runs: FLOPs per trial from the trunk's own layers, turned into
 GPU-hours at an assumed achieved throughput (``monosweep plan --tflops``).
 
-The trunk's FLOPs are counted, not guessed (torch's FLOP counter on one forward pass at the trial's
-size). The rest is a short list of stated assumptions: how many trunk passes a method makes per patch
-(each method's ``passes_per_patch``), the size of a probe set named by its path, and the throughput.
-Measure the throughput on your GPU with ``bench/bench_mfu.py`` and pass it in; the default is an H100 at
-about 20 % of its bf16 peak. This is compute only: a probe that streams JPEGs (ImageNet) is often bound
-by decoding instead.
+The trunk's FLOPs are counted, not guessed: every convolution and linear layer of the trunk, hooked on
+one forward pass at the trial's size, adds 2 x its multiply-adds (what torch's FlopCounterMode counts, at
+a fraction of its cost: that one compiles meta kernels on first use, 2 s on 2 cores). The rest is a short
+list of stated assumptions: how many trunk passes a method makes per patch (each method's
+``passes_per_patch``), the size of a probe set named by its path, and the throughput. Measure the
+throughput on your GPU with ``bench/bench_mfu.py`` and pass it in; the default is an H100 at about 20 % of
+its bf16 peak. This is compute only: a probe that streams JPEGs (ImageNet) is often bound by decoding.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
 
 from methods import registry
 from methods.trial.config import ResolvedConfig
@@ -49,12 +50,24 @@ class Cost:
 def _forward_flops(arch: str, size: int, head_hidden: int) -> float:
     """FLOPs of one forward pass of the trunk (and a two-hidden-layer head) on one image."""
     trunk = AlexNet(arch).eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += 2 * out.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += 2 * out.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in trunk.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
         out = trunk(torch.zeros(1, 3, size, size))
+    for hook in hooks:
+        hook.remove()
     width = out.flatten(1).shape[1]
     head = 2 * (width * head_hidden + head_hidden * head_hidden) if head_hidden else 0
-    return float(counter.get_total_flops() + head)
+    return float(total + head)
 
 
 def _probe_images(cfg: ResolvedConfig) -> tuple[int, int]:

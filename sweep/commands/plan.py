@@ -28,12 +28,18 @@ def main(args: argparse.Namespace) -> int:
           f"in all, at {tflops:g} TFLOP/s achieved (--tflops; measure yours with bench/bench_mfu.py)")
     rows = [("axis", "value", "total", "finished", "to run")]
     todo = {t.id for t in plan.todo}
-    for axis in sorted(spec.grid):
-        for value in spec.grid[axis]:
-            members = [t for t in plan.trials if t.value(axis) == value]
-            sample = sum(plan.to_sample.get(p.id, 0) for p in plan.points if p.value(axis) == value)
-            rows.append((axis, str(value), str(len(members) + sample),
-                         str(sum(plan.status(t) == "finished" for t in members)),
-                         str(sum(t.id in todo for t in members) + sample)))
+    for axis in sorted(spec.grid):  # one pass per axis: a 10,000-value axis must not cost 10,000 passes
+        tally = {repr(value): [0, 0, 0] for value in spec.grid[axis]}  # total, finished, to run
+        for trial in plan.trials:
+            counts = tally.get(repr(trial.value(axis)))
+            if counts is not None:
+                counts[0] += 1
+                counts[1] += plan.status(trial) == "finished"
+                counts[2] += trial.id in todo
+        for point in plan.points:
+            if plan.to_sample.get(point.id) and repr(point.value(axis)) in tally:
+                tally[repr(point.value(axis))][0] += plan.to_sample[point.id]
+                tally[repr(point.value(axis))][2] += plan.to_sample[point.id]
+        rows += [(axis, str(value), *(str(n) for n in tally[repr(value)])) for value in spec.grid[axis]]
     print_table(rows)
     return 0
