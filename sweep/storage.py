@@ -171,11 +171,11 @@ class _LocalFiles:
             self._path(key).unlink()
             return True
 
-    def list(self, folder: str) -> list[str]:
+    def list(self, folder: str) -> dict[str, str | None]:
         try:
-            return [p.name for p in self._path(folder).iterdir() if p.is_file()]
+            return {p.name: None for p in self._path(folder).iterdir() if p.is_file()}
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return {}
 
     def check(self) -> None:
         Path(self.root).mkdir(parents=True, exist_ok=True)
@@ -191,6 +191,7 @@ class _S3Objects:
         self.bucket, _, self.prefix = root.partition("/")
         # botocore's own retries are few and quick: the Storage's retry policy owns the waiting.
         config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=_TIMEOUT_S,
+                        max_pool_connections=32,  # the ledger reads 16 records at once
                         read_timeout=4 * _TIMEOUT_S)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.client = boto3.client("s3", region_name=region, config=config)
@@ -241,12 +242,12 @@ class _S3Objects:
         answer = self._conditional(lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key), **extra))
         return answer is not None
 
-    def list(self, folder: str) -> list[str]:
+    def list(self, folder: str) -> dict[str, str | None]:
         prefix = self._key(folder).rstrip("/") + "/"
-        names = []
+        names: dict[str, str | None] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix,
                                                                           Delimiter="/"):
-            names += [item["Key"][len(prefix):] for item in page.get("Contents", [])]
+            names.update({item["Key"][len(prefix):]: item["ETag"] for item in page.get("Contents", [])})
         return names
 
     def check(self) -> None:
@@ -375,5 +376,10 @@ class Storage:
 
     def list(self, rel_dir: str) -> list[str]:
         """Names of the files directly inside ``rel_dir`` (empty if it does not exist), hidden ones left out."""
+        return sorted(self.listing(rel_dir))
+
+    def listing(self, rel_dir: str) -> dict[str, str | None]:
+        """The files directly inside ``rel_dir`` with their versions as the listing gives them (S3: the ETag,
+        what a read of it returns too; local: None), hidden ones left out."""
         names = self._call(f"listing {rel_dir}", lambda: self._files.list(rel_dir))
-        return sorted(n for n in names if not n.startswith("."))
+        return {n: v for n, v in names.items() if not n.startswith(".")}

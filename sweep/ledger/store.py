@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from methods.trial.reporter import CHECKPOINT_FILE
-from sweep.ledger.records import TrialRecord, UnsafeRecord
+from sweep.ledger.cache import RecordCache
+from sweep.ledger.records import ID, TrialRecord, UnsafeRecord
 from sweep.storage import Storage
 
 __all__ = ["Ledger"]
@@ -42,10 +43,11 @@ class Ledger:
 
     def read(self, trial_id: str) -> TrialRecord | None:
         """The trial's record; None if there is none, or if it could not be read (then it is moved aside)."""
+        text = self.storage.read_bytes(self._record(trial_id))
+        return None if text is None else self._parse(trial_id, text)
+
+    def _parse(self, trial_id: str, text: bytes) -> TrialRecord | None:
         rel = self._record(trial_id)
-        text = self.storage.read_bytes(rel)
-        if text is None:
-            return None
         try:
             return TrialRecord.from_json(text.decode(), trial_id)
         except UnsafeRecord as err:
@@ -62,9 +64,26 @@ class Ledger:
                     why, self.storage.path(rel), aside)
 
     def read_all(self) -> dict[str, TrialRecord]:
-        names = [n.removesuffix(".json") for n in self.storage.list("trials") if n.endswith(".json")]
+        """Every record, read concurrently; on S3 the ones unchanged since this machine last read them come
+        from the local copy (``ledger/cache.py``), by their ETags in the listing."""
+        listing = {n.removesuffix(".json"): v for n, v in self.storage.listing("trials").items() if n.endswith(".json")}
+        cache = RecordCache(self.storage.uri) if self.storage.is_s3 else None
+
+        def load(trial_id: str) -> TrialRecord | None:
+            version = listing[trial_id]
+            cached = cache is not None and version is not None and ID.match(trial_id) is not None  # (a name is a path)
+            data = cache.get(trial_id, version) if cached else None
+            if data is None:
+                found = self.storage.read(self._record(trial_id))
+                if found is None:
+                    return None
+                data = found.data
+                if cached and found.version:
+                    cache.put(trial_id, found.version, data)
+            return self._parse(trial_id, data)
+
         with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="monosweep-ledger") as pool:
-            records = list(pool.map(self.read, names))
+            records = list(pool.map(load, sorted(listing)))
         return {r.id: r for r in records if r is not None}
 
     def write(self, record: TrialRecord) -> None:

@@ -54,7 +54,11 @@ def moto_s3(*buckets: str) -> Iterator[dict[str, str]]:
         yield env
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # (busy with thousands of objects: it may not answer TERM in time)
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def s3_client(env: dict[str, str]) -> Any:

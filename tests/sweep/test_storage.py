@@ -137,3 +137,37 @@ def test_a_record_round_trips_byte_identically_with_its_checkpoint_digests() -> 
     text = record.to_json()
     assert TrialRecord.from_json(text, "0123456789ab").to_json() == text
     assert json.loads(text)["checkpoint"] == "checkpoints/0123456789ab/3/checkpoint.pt"
+
+
+def test_s3_records_unchanged_since_the_last_read_come_from_the_local_copy(
+    s3_proxy: FaultyProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONOSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    storage = Storage("s3://sweeps/cached")
+    ledger = Ledger(storage)
+    ids = [f"{i:012x}" for i in range(6)]
+    for trial_id in ids:
+        ledger.write(TrialRecord(trial_id, status="finished", values={"seed": trial_id}))
+    fetched: list[str] = []
+    read = Storage.read
+
+    def counted(self: Storage, rel: str) -> object:
+        fetched.append(rel)
+        return read(self, rel)
+
+    monkeypatch.setattr(Storage, "read", counted)
+    first = ledger.read_all()
+    assert len(fetched) == 6 and sorted(first) == ids
+    fetched.clear()
+    changed = first[ids[2]]
+    changed.status = "failed"
+    ledger.write(changed)  # another writer: a new ETag in the listing
+    again = ledger.read_all()
+    assert fetched == [f"trials/{ids[2]}.json"]  # only the changed record was fetched
+    assert again[ids[2]].status == "failed" and {r.status for k, r in again.items() if k != ids[2]} == {"finished"}
+    assert {k: r.to_json() for k, r in again.items() if k != ids[2]} == {k: r.to_json() for k, r in first.items()
+                                                                          if k != ids[2]}
+    cached = next((tmp_path / "cache" / "records").glob(f"*/{ids[0]}"))
+    cached.write_bytes(b'"someotheretag"\n{}')  # a local copy the bucket does not vouch for is not used
+    fetched.clear()
+    assert ledger.read_all()[ids[0]].status == "finished" and fetched == [f"trials/{ids[0]}.json"]
