@@ -21,12 +21,20 @@
       space: {lr: {low: 0.001, high: 0.1, log: true}}
       asha: {grace_period: 1}         # prune by ASHA on the metric, per epoch (probe metrics need probe_every)
 
-Validated with pydantic; every problem is reported as one line naming the file, the field and what
-is wrong. Unknown keys are errors.
+A spec may build on another (``base: cpu-small.yaml``, relative to the including file): mappings are
+merged key by key, anything else is replaced, ``null`` removes a key. ``--set KEY=VALUE`` on the command
+line is one more layer on top (``--set fixed.epochs=4``, ``--set grid.seed=[0,1,2]``); the merged values are
+the trials' values, so an override changes trial ids exactly as editing the file would.
+
+Validated with pydantic; every problem is reported as one line naming the file (or the ``--set``) the
+value came from, the field and what is wrong. Unknown keys are errors.
 """
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +45,7 @@ from methods.errors import InputError
 from methods.trial.config import DEFAULT_METHOD, trial_fields
 from sweep.storage import parse_uri
 
-__all__ = ["DEFAULT_STORAGE", "Resources", "SweepSpec", "load_spec"]
+__all__ = ["DEFAULT_STORAGE", "Resources", "SweepSpec", "load_spec", "spec_data", "spec_text"]
 
 DEFAULT_STORAGE = "monosweep-results"
 
@@ -218,15 +226,19 @@ class SweepSpec(BaseModel):
         return f"{base.rstrip('/')}/{self.name}"
 
 
-def _format(err: ValidationError, where: str) -> str:
+Origin = Callable[[tuple[Any, ...], str], str]  # (key path, error message) -> the file or --set it came from
+
+
+def _format(err: ValidationError, origin: Origin) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "spec"
+    where = origin(tuple(first["loc"]), first["msg"])
     if first["type"] == "extra_forbidden":
         parents = {"resources": Resources, "search": Search, "timeouts": Timeouts}
         parent: type[BaseModel] = SweepSpec if len(first["loc"]) == 1 else parents.get(str(first["loc"][0]), SweepSpec)
         if len(first["loc"]) > 2 and first["loc"][0] == "search":
             parent = {"space": Param, "asha": Asha}.get(str(first["loc"][1]), parent)
-        known = ", ".join(parent.model_fields)
+        known = ", ".join([*parent.model_fields, *(["base"] if parent is SweepSpec else [])])
         return f"{where}: {loc}: unknown key (known: {known})"
     if first["type"] == "missing":
         return f"{where}: {loc}: required key is missing"
@@ -234,9 +246,7 @@ def _format(err: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {message}"
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file; every failure is an InputError of one line."""
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"spec file not found: {path}")
     try:
@@ -248,7 +258,99 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise InputError(f"{path}: {line}malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping with at least `name` and `grid`")
+    return data
+
+
+def _files(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """``path`` and the specs it is based on, the deepest base first: (where, data) each."""
+    if path.resolve() in seen:
+        raise InputError(f"{path}: base: includes itself through {' -> '.join(str(p) for p in seen)}")
+    data = _read(path)
+    base = data.pop("base", None)
+    if base is None:
+        return [(str(path), data)]
+    if not isinstance(base, str) or not base:
+        raise InputError(f"{path}: base: expected the path of another spec file, e.g. `base: cpu-small.yaml`")
+    return [*_files(path.parent / base, (*seen, path.resolve())), (str(path), data)]
+
+
+def _override(text: str) -> tuple[str, dict[str, Any]]:
+    """``--set fixed.epochs=4`` as a layer ``{"fixed": {"epochs": 4}}`` (the value read as YAML)."""
+    where = f"--set {text}"
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise InputError(f"{where}: expected KEY=VALUE with a dotted key, e.g. --set fixed.epochs=4 or "
+                         "--set grid.seed=[0,1,2]")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise InputError(f"{where}: the value is not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    layer: dict[str, Any] = {parts[-1]: parsed}
+    for part in reversed(parts[:-1]):
+        layer = {part: layer}
+    return where, layer
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any], where: str, origins: dict[tuple[Any, ...], str],
+           prefix: tuple[Any, ...] = ()) -> None:
+    """Mappings merged key by key, anything else replaced; ``null`` removes the key."""
+    for key, value in layer.items():
+        path = (*prefix, key)
+        merged = isinstance(value, dict) and isinstance(into.get(key), dict)
+        if not merged:
+            for below in [p for p in origins if p[:len(path)] == path]:
+                del origins[below]
+        if value is None:
+            into.pop(key, None)
+        elif isinstance(value, dict) and value:
+            if not merged:
+                into[key] = {}
+            _merge(into[key], value, where, origins, path)
+        else:
+            into[key] = copy.deepcopy(value)
+            origins[path] = where
+
+
+def spec_data(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], Origin]:
+    """The spec's document once its ``base:`` files and ``--set`` overrides are merged in, and a function
+    that names where the value at a key path came from (a file, or the ``--set`` that gave it)."""
+    layers = [*_files(Path(path)), *(_override(text) for text in overrides)]
+    data: dict[str, Any] = {}
+    origins: dict[tuple[Any, ...], str] = {}
+    for where, layer in layers:
+        _merge(data, layer, where, origins)
+    top = layers[len(layers) - len(overrides) - 1][0]
+
+    def origin(loc: tuple[Any, ...], message: str = "") -> str:
+        named = re.search(r"'([^']+)'", message)  # a validator's message names the key at fault
+        if named and (*loc, named.group(1)) in origins:
+            return origins[(*loc, named.group(1))]
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in origins:
+                return origins[loc[:end]]
+        below = {w for p, w in origins.items() if loc and p[:len(loc)] == loc}
+        return below.pop() if len(below) == 1 else top
+
+    return data, origin
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read and validate a spec file, merged with the files it is based on (``base:``) and the command
+    line's ``--set KEY=VALUE`` overrides; every failure is an InputError of one line that names the file
+    (or the ``--set``) the wrong value came from."""
+    data, origin = spec_data(path, overrides)
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise InputError(_format(err, str(path))) from None
+        raise InputError(_format(err, origin)) from None
+
+
+def spec_text(path: str | Path, overrides: Sequence[str] = ()) -> str:
+    """The spec as the sweep runs it, to keep beside its results: the file itself when it stands alone,
+    else the merged document."""
+    data, _ = spec_data(path, overrides)
+    if "base" not in _read(Path(path)) and not overrides:
+        return Path(path).read_text()
+    sources = ", ".join([str(path), *(f"--set {o}" for o in overrides)])
+    return f"# merged from {sources}\n" + yaml.safe_dump(data, sort_keys=False)

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from methods.errors import InputError, first_line
 from sweep.grid import expand
-from sweep.spec import DEFAULT_STORAGE, SweepSpec, load_spec
+from sweep.spec import DEFAULT_STORAGE, SweepSpec, load_spec, spec_text
 
 __all__ = ["JobRequest", "job_request", "submit_sweep"]
 
@@ -108,9 +108,10 @@ def _stderr(message: str) -> None:
 
 
 def submit_sweep(spec_path: Path, address: str, storage: str | None = None,
-                 log: Callable[[str], None] = _stderr) -> str:
-    """Validate the spec here, then submit it; returns the job id."""
-    spec = load_spec(spec_path)
+                 log: Callable[[str], None] = _stderr, overrides: Sequence[str] = ()) -> str:
+    """Validate the spec here, then submit it (merged with its ``base:`` files and ``overrides``, so the job
+    needs no other file); returns the job id."""
+    spec = load_spec(spec_path, overrides)
     expand(spec, str(spec_path))  # a bad grid value fails here, not on the cluster
     request = job_request(spec_path, spec, address, storage)
     from ray.job_submission import JobSubmissionClient
@@ -124,7 +125,7 @@ def submit_sweep(spec_path: Path, address: str, storage: str | None = None,
         log(f"monosweep submit: note: {note}")
     job_id = f"monosweep-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     with tempfile.TemporaryDirectory(prefix="monosweep-submit-") as tmp:
-        (Path(tmp) / spec_path.name).write_text(spec_path.read_text())
+        (Path(tmp) / spec_path.name).write_text(spec_text(spec_path, overrides))
         try:
             return client.submit_job(entrypoint=request.entrypoint, submission_id=job_id,
                                      runtime_env={"working_dir": tmp, **request.runtime_env})

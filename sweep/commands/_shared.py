@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from methods import registry
 from methods.errors import guarded
-from sweep.spec import SweepSpec, load_spec
+from sweep.spec import SweepSpec, load_spec, spec_text
 
-__all__ = ["command", "print_table", "spec_of"]
+__all__ = ["command", "print_table", "spec_of", "spec_text_of"]
 
 
 def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -28,7 +28,13 @@ def command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
 
 def spec_of(args: argparse.Namespace) -> SweepSpec:
-    return load_spec(args.spec)
+    """The spec file with its ``base:`` files and the ``--set`` overrides merged in."""
+    return load_spec(args.spec, args.set)
+
+
+def spec_text_of(args: argparse.Namespace) -> str:
+    """The spec as it runs (the merged document when it has a base or overrides), kept with the sweep."""
+    return spec_text(args.spec, args.set)
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -10,6 +10,6 @@ from sweep.submit import submit_sweep
 
 @command
 def main(args: argparse.Namespace) -> int:
-    job = submit_sweep(args.spec, args.address, args.storage)
+    job = submit_sweep(args.spec, args.address, args.storage, overrides=args.set)
     print(f"submitted {job}: follow it with `ray job logs -f {job} --address {args.address}`")
     return 0
