@@ -9,6 +9,7 @@ checkpoint it last reported. The ledger is mirrored to MLflow before (back-fill)
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from methods.errors import InputError
 from sweep import search
 from sweep.execution.session import check_nodes, connect
 from sweep.execution.waves import run_search_wave, run_wave
+from sweep.grid import Trial
 from sweep.ledger.lease import Lease
-from sweep.ledger.records import FAILED, PENDING, RUNNING
+from sweep.ledger.records import FAILED, INTERRUPTED, PENDING, RUNNING
 from sweep.ledger.store import Ledger
 from sweep.plan import Plan, prepare, read_plan
+from sweep.selection import Selection, check_selected
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
 from sweep.tracking import Tracker, tracking_uri
@@ -41,23 +44,31 @@ class RunSummary:
     ran: int
     counts: dict[str, int]
     storage: str
+    stopped_by: str = ""  # who asked this driver to stop (`monosweep stop`), if anyone did
 
     @property
     def ok(self) -> bool:
-        return not any(self.counts.get(state, 0) for state in (FAILED, PENDING, RUNNING))
+        return not any(self.counts.get(state, 0) for state in (FAILED, PENDING, RUNNING, INTERRUPTED))
 
 
 def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: str | None = None,
-              tracking: str | None = None, log: Log = _stderr, spec_text: str | None = None) -> RunSummary:
+              tracking: str | None = None, log: Log = _stderr, spec_text: str | None = None,
+              rerun: Selection | None = None) -> RunSummary:
     """Run every trial of ``spec`` that is not finished yet and mirror the ledger to MLflow; see the
-    module docstring. ``tracking`` overrides the spec's tracking URI."""
+    module docstring. ``tracking`` overrides the spec's tracking URI. With ``rerun``, only the trials it
+    selects run, from scratch, whatever their state (their earlier outcome kept in their records)."""
     points, store = prepare(spec, where, storage, check_inputs=True)  # bad input fails before the lease
     with _leased(store, spec.name, log) as lease:
         plan = read_plan(spec, points, store)  # the ledger as the lease holder sees it
-        todo, to_sample = plan.todo, sum(plan.to_sample.values())
-        skipped = len(plan.trials) - len(todo)
-        log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, "
-            f"{len(todo) + to_sample} to run; storage {plan.storage.uri}")
+        if rerun is None:
+            todo, to_sample = plan.todo, sum(plan.to_sample.values())
+            skipped = len(plan.trials) - len(todo)
+            log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, "
+                f"{len(todo) + to_sample} to run; storage {plan.storage.uri}")
+        else:
+            todo, to_sample = _set_aside(plan, rerun, log), 0
+            plan = read_plan(spec, points, store)
+            skipped = len(plan.trials) - len(todo)
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         if tracker.open(spec_text):
             tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
@@ -71,9 +82,11 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
         if to_sample:
             records = Ledger(plan.storage).read_all()
             for point in plan.points:
-                if plan.to_sample.get(point.id):
+                if plan.to_sample.get(point.id) and not lease.stopping.is_set():
                     run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker, lease)
                     lease.check()
+        if lease.stopping.is_set():
+            _interrupt_running(Ledger(plan.storage), read_plan(spec, points, store), log, lease)
         final = read_plan(spec, points, store)
         tracker.sync(final.trials, final.records)
         if spec.search is not None:
@@ -81,7 +94,40 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
         tracker.close(final.counts())
     if not tracker.down:
         log(f"[monosweep] {tracker.ui_hint()}")
-    return RunSummary(final.total, skipped, len(todo) + to_sample, final.counts(), plan.storage.uri)
+    return RunSummary(final.total, skipped, len(todo) + to_sample, final.counts(), plan.storage.uri,
+                      lease.stopper if lease.stopping.is_set() else "")
+
+
+def _set_aside(plan: Plan, rerun: Selection, log: Log) -> list[Trial]:
+    """The trials ``rerun`` selects, their records set aside for a fresh start (see ``TrialRecord.supersede``);
+    InputError when it selects nothing."""
+    chosen = rerun.apply(plan)
+    check_selected(chosen, rerun, len(plan.trials))
+    ledger = Ledger(plan.storage)
+    now = time.time()
+    for trial in chosen:
+        record = plan.records.get(trial.id)
+        if record is not None and (record.attempts or record.history or record.status != PENDING):
+            stale = record.supersede(now)
+            ledger.write(record)
+            ledger.drop(stale)
+    log(f"[monosweep] rerunning {len(chosen)} of {len(plan.trials)} trials "
+        f"({rerun.text}); their earlier results stay in their records and MLflow runs")
+    return chosen
+
+
+def _interrupt_running(ledger: Ledger, plan: Plan, log: Log, lease: Lease) -> None:
+    """After ``monosweep stop``: the trials whose records still say running (their workers are gone) end
+    ``interrupted`` at their last checkpoint, for the next run to resume."""
+    stopped = 0
+    for trial in plan.trials:
+        record = plan.records.get(trial.id)
+        if record is not None and record.status == RUNNING:
+            record.interrupt()
+            ledger.write(record)
+            stopped += 1
+    log(f"[monosweep] stopped on request ({lease.stopper}): {stopped} running trial(s) interrupted at their last "
+        "checkpoint; `monosweep run` resumes them")
 
 
 def sync_sweep(spec: SweepSpec, where: str, storage: str | None = None, tracking: str | None = None,

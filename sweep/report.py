@@ -1,8 +1,9 @@
 """``monosweep report``: the paper's picture from the ledger — probe top-1 per conv layer, mean ± std over
 seeds, for every group of the grid — as CSV, Markdown and PNG plots.
 
-A group is one combination of the grid's axes other than ``seed``; its trials are the seeds. Read
-from the ledger (the source of truth), so a report never disagrees with ``monosweep status``.
+A group is one combination of the grid's axes other than ``seed``; its trials are the seeds. Built on the
+sweep's results table (``sweep/table.py``, read from the ledger, the source of truth), so a report never
+disagrees with ``monosweep status`` or ``sweep.results``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from methods.errors import InputError
 from methods.metrics import LAYERS as PROBE_LAYERS
-from sweep.grid import Trial
+from methods.metrics import probe_metric
 from sweep.ledger.records import DONE, TrialRecord
+from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
+from sweep.table import frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["REFERENCE", "Group", "group_results", "write_report"]
 
@@ -59,23 +65,27 @@ def group_axes(spec: SweepSpec) -> list[str]:
     return ["method", *varying]
 
 
-def group_results(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord]) -> list[Group]:
-    """Groups of finished (or diverged) trials with probe results, in the grid's order."""
+def group_results(spec: SweepSpec, table: pd.DataFrame) -> list[Group]:
+    """Groups of finished (or diverged) trials with probe results, in the grid's order, from the sweep's
+    results table (:mod:`sweep.table`: what ``sweep.results`` and ``monosweep status`` show)."""
     axes = group_axes(spec)
+    top1 = {layer: probe_metric(layer, "top1") for layer in PROBE_LAYERS}
     groups: dict[tuple[tuple[str, Any], ...], Group] = {}
-    for trial in trials:
-        record = records.get(trial.id)
-        if record is None or record.status not in DONE or record.result is None or not record.result.probe:
+    for row in table.to_dict("records"):
+        probed = {layer: row[m] for layer, m in top1.items() if m in row and not _missing(row[m])}
+        if row["state"] not in DONE or not probed:
             continue
-        probe = record.result.probe
-        key = tuple((a, trial.value(a)) for a in axes)
+        key = tuple((a, row[a]) for a in axes)
         group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}))
-        group.seeds.append(trial.config.seed)
-        group.diverged += record.status == "diverged"
-        for layer in PROBE_LAYERS:
-            if layer in probe:
-                group.top1[layer].append(float(probe[layer]["top1"]))
+        group.seeds.append(row["seed"])
+        group.diverged += row["state"] == "diverged"
+        for layer, value in probed.items():
+            group.top1[layer].append(float(value))
     return list(groups.values())
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _csv(groups: Sequence[Group], axes: Sequence[str]) -> str:
@@ -136,15 +146,15 @@ def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> N
     plt.close(fig)
 
 
-def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, TrialRecord], out: Path,
-                 points: Sequence[Trial] = ()) -> list[Path]:
+def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
     """Write report.csv, report.md and the plots into ``out``; returns the files written. For a search,
-    ``points`` are the grid's points: the best trial around each stands for it."""
-    sampled = {t.id: records[t.id] for t in trials if t.id in records}  # (a search: every sampled trial)
+    the best trial around each grid point stands for it."""
+    trials = plan.trials
     if spec.search is not None:
-        chosen = {found[0].id for p in points if (found := best(spec.search, p.id, records)) is not None}
+        chosen = {found[0].id for p in plan.points if (found := best(spec.search, p.id, plan.records)) is not None}
         trials = [t for t in trials if t.id in chosen]
-    groups = group_results(spec, trials, records)
+    table = frame(plan, spec)
+    groups = group_results(spec, table[table["id"].isin({t.id for t in trials})])
     if not groups:
         raise InputError(f"sweep {spec.name!r} has no finished trial with probe results yet: nothing to report")
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +183,8 @@ def write_report(spec: SweepSpec, trials: Sequence[Trial], records: dict[str, Tr
                 files.append(path)
     if spec.search is not None:
         files.append(out / "search.csv")
-        files[-1].write_text(_search_csv(spec.search, sampled))
+        files[-1].write_text(_search_csv(spec.search, {t.id: plan.records[t.id] for t in plan.trials
+                                                       if t.id in plan.records}))
     return files
 
 

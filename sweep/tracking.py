@@ -5,6 +5,11 @@ belongs to which trial when a sweep is restored, so a resumed sweep gets duplica
 is found again by its ``monosweep.trial_id`` tag, so a trial has exactly one run however often the
 sweep is killed and rerun.
 
+A rerun (``monosweep rerun``) gives a trial a new run: the record counts the runs set aside (its
+``history``), each run carries that count in ``monosweep.rerun``, and a run whose count is behind its
+record's is marked superseded (role ``superseded``, kept under the sweep's run) before the new one is made.
+Decided from the ledger at every sync, so a driver that died in between leaves nothing to repair.
+
 Everything is written from the driver (workers never talk to MLflow), so an embedded sqlite file works
 with a remote cluster too. The ledger stays the source of truth: when MLflow is unreachable the tracker
 warns once and stands aside; the next ``monosweep run`` or ``monosweep sync`` back-fills what is missing.
@@ -48,6 +53,8 @@ TRIAL_TAG, SWEEP_TAG, ROLE_TAG = "monosweep.trial_id", "monosweep.sweep", "monos
 POINT_TAG, BEST_TAG = "monosweep.search_point", "monosweep.best"  # search trials: their grid point; the best
 SYNCED_TAG = "monosweep.synced"  # the ledger record's `updated` stamp last mirrored
 DUPLICATE_TAG = "monosweep.duplicate"  # a run made twice for one sweep or trial, ended
+RERUN_TAG = "monosweep.rerun"  # how many earlier runs of the trial `monosweep rerun` set aside before this one
+SUPERSEDED = "superseded"  # the role of a trial's run once a rerun has replaced it (kept, under the sweep)
 _USERINFO = re.compile(r"(://)[^/\s@]+@")
 # Tags that make the MLflow UI's run table readable without opening the params.
 TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
@@ -55,7 +62,8 @@ TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 # Our own summary says where the runs are; MLflow's per-run "View run" lines would bury it.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+_RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED",
+               "interrupted": "KILLED"}
 
 
 def redact(text: str) -> str:
@@ -121,6 +129,7 @@ class Tracker:
         self.experiment_id = self.parent_id = ""
         self.run_ids: dict[str, str] = {}  # trial id -> its (child) run's id
         self.synced: dict[str, str] = {}  # trial id -> the record stamp its run mirrors
+        self.reruns: dict[str, int] = {}  # trial id -> the rerun count its run carries (RERUN_TAG)
         self.best: dict[str, str] = {}  # grid point id -> the trial its run's best tag names (searches)
         self.varying = spec.varying_axes()
 
@@ -181,6 +190,7 @@ class Tracker:
         children = [self._unique(runs, f"trial {tid}")[0] for tid, runs in by_trial.items()]
         self.run_ids = {run.data.tags[TRIAL_TAG]: run.info.run_id for run in children}
         self.synced = {run.data.tags[TRIAL_TAG]: run.data.tags.get(SYNCED_TAG, "") for run in children}
+        self.reruns = {run.data.tags[TRIAL_TAG]: int(run.data.tags.get(RERUN_TAG, "0")) for run in children}
         self.best = {run.data.tags[POINT_TAG]: run.data.tags[TRIAL_TAG] for run in children
                      if run.data.tags.get(BEST_TAG) == "true" and POINT_TAG in run.data.tags}
         return True
@@ -196,7 +206,8 @@ class Tracker:
             now = int(time.time() * 1000)
             metrics = [Metric(f"trials.{state}", float(n), now, 0) for state, n in sorted(counts.items())]
             self.client.log_batch(self.parent_id, metrics=metrics)
-            self.client.set_terminated(self.parent_id, "FAILED" if counts.get("failed") else "FINISHED")
+            ended = "FAILED" if counts.get("failed") else "KILLED" if counts.get("interrupted") else "FINISHED"
+            self.client.set_terminated(self.parent_id, ended)
 
         self._guard("closing the sweep run", close)
 
@@ -272,14 +283,17 @@ class Tracker:
 
         self._guard("tagging the best trial", mark)
 
-    def _child(self, trial: Trial) -> str:
-        """The trial's run id: found by tag, or created nested under the sweep's run with its params."""
+    def _child(self, trial: Trial, reruns: int | None = None) -> str:
+        """The trial's run id: found by tag, or created nested under the sweep's run with its params (and
+        ``reruns``, the number of earlier runs set aside, as last seen in the ledger when not given)."""
         if trial.id in self.run_ids:
             return self.run_ids[trial.id]
         from mlflow.entities import Param
 
         config = trial.config.to_dict()
+        reruns = self.reruns.get(trial.id, 0) if reruns is None else reruns
         tags = {TRIAL_TAG: trial.id, ROLE_TAG: "trial", SWEEP_TAG: self.spec.name, "status": "running",
+                RERUN_TAG: str(reruns),
                 "mlflow.parentRunId": self.parent_id, "monosweep.version": code_version(),
                 **{f: str(config[f]) for f in TAGGED_FIELDS}}
         run_id = str(self._create(
@@ -288,8 +302,19 @@ class Tracker:
         params = [Param(k, str(v)) for k, v in sorted(config.items())]
         for start in range(0, len(params), 100):  # log_batch takes at most 100 params
             self.client.log_batch(run_id, params=params[start:start + 100])
-        self.run_ids[trial.id] = run_id
+        self.run_ids[trial.id], self.reruns[trial.id] = run_id, reruns
         return run_id
+
+    def _supersede(self, trial: Trial) -> None:
+        """The trial's run stays, under the sweep's run, marked as replaced by a rerun."""
+        run_id = self.run_ids.pop(trial.id)
+        self.synced.pop(trial.id, None)
+        self.client.set_tag(run_id, ROLE_TAG, SUPERSEDED)
+        self.client.set_tag(run_id, "status", SUPERSEDED)
+        run = self.client.get_run(run_id)
+        self.client.update_run(run_id, name=f"{run.info.run_name} (superseded)")
+        if run.info.status == "RUNNING":
+            self.client.set_terminated(run_id, "KILLED")
 
     def log_epoch(self, trial: Trial, metrics: Mapping[str, Any]) -> None:
         """Live: one epoch's metrics as the trial reports them (step = epoch). A trial's end is left to
@@ -321,8 +346,10 @@ class Tracker:
     def _sync(self, trial: Trial, record: TrialRecord) -> bool:
         """One batch: the epochs live logging missed, the probe results, the status tags; then the
         artifacts and the run's end, once the trial has ended."""
+        if trial.id in self.run_ids and self.reruns.get(trial.id, 0) < len(record.history):
+            self._supersede(trial)
         fresh = trial.id not in self.run_ids
-        run_id = self._child(trial)
+        run_id = self._child(trial, len(record.history))
         result = record.result
         logged = set() if fresh else {int(m.step) for m in self.client.get_metric_history(run_id, EPOCH)}
         metrics = []

@@ -15,8 +15,8 @@ from tests.support import REPO
 PACKAGES = ("methods", "sweep")
 SOURCES = sorted(p for package in PACKAGES for p in (REPO / package).rglob("*.py"))
 # Where a module is loaded by its name: the method registry (built-ins and plugins), the command table of
-# `monosweep`, and the lazy public names of `methods`.
-BY_NAME = {"methods/registry.py", "methods/__init__.py", "sweep/cli.py"}
+# `monosweep`, and the lazy public names of `methods` and `sweep`.
+BY_NAME = {"methods/registry.py", "methods/__init__.py", "sweep/__init__.py", "sweep/cli.py"}
 HEAVY = ("torch", "numba", "triton", "torchvision", "ray", "mlflow", "optuna", "matplotlib", "pyarrow")
 
 

@@ -17,7 +17,7 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_of(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
     out = args.out or (Path(plan.storage.root) / "report" if not plan.storage.is_s3 else Path(f"{spec.name}-report"))
-    files = write_report(spec, plan.trials, plan.records, out, plan.points)
+    files = write_report(spec, plan, out)
     print(files[1].read_text())
     tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, args.tracking_uri),
                       lambda message: print(message, file=sys.stderr))

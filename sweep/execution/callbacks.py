@@ -119,7 +119,9 @@ class Mirror(tune.Callback):
         if record is None:
             return
         if record.status == RUNNING:  # the trial's process ended without recording how
-            if completed and self.pruning:
+            if self.lease is not None and self.lease.stopping.is_set():
+                record.interrupt()  # stopped on request (`monosweep stop`): the next run resumes it
+            elif completed and self.pruning:
                 record.prune()  # stopped by the scheduler at one of its epoch reports
             else:  # its worker died (out of memory, node lost) and the retries are spent
                 lines = str(getattr(tune_trial, "error_msg", "") or "").strip().splitlines()

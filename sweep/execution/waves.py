@@ -31,8 +31,9 @@ def _trial_name(tune_trial: Any) -> str:
     return messages.identity(tune_trial.config)[0]
 
 
-class _LeaseLost(tune.Stopper):
-    """Stops every trial at once when the driver has lost the sweep's lease (see ``ledger/lease.py``)."""
+class _Halt(tune.Stopper):
+    """Stops every trial at once when the driver has lost the sweep's lease or was asked to stop (see
+    ``ledger/lease.py``)."""
 
     def __init__(self, lease: Lease | None) -> None:
         self.lease = lease
@@ -44,7 +45,7 @@ class _LeaseLost(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.lease is not None and self.lease.lost.is_set()
+        return self.lease is not None and (self.lease.lost.is_set() or self.lease.stopping.is_set())
 
 
 def settings(spec: SweepSpec, storage: Storage, lease: Lease) -> messages.RunSettings:
@@ -64,7 +65,7 @@ def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, An
             name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=0, callbacks=[Progress(total, log), mirror], stop=_LeaseLost(lease),
+            verbose=0, callbacks=[Progress(total, log), mirror], stop=_Halt(lease),
         ),
     )
     try:

@@ -9,6 +9,10 @@ A lease is stale when it has not changed for ``timeout`` seconds (``$MONOSWEEP_L
 60) of the *observer's own* monotonic clock, or at once when its driver ran on this host and that process
 is gone. No two machines' clocks are ever compared: a clock that is behind or ahead changes nothing.
 
+``monosweep stop`` asks the holder to stop through the storage (``stop.json``, naming the driver it means
+by the id in its lease), so it works from any machine: the heartbeat reads it at every beat and sets
+``stopping``; a request meant for another (earlier) driver is ignored.
+
 Every taking raises the lease's ``generation``: the fencing token. A driver passes it to its trials, which
 write it into their records and check it before they do; a driver whose renewal finds the lease changed
 under it has lost it (``lost`` is set): it stops scheduling at once and says so.
@@ -28,9 +32,10 @@ from typing import Any
 from methods.errors import InputError, ServiceError, first_line
 from sweep.storage import Storage, Versioned
 
-__all__ = ["PATH", "TIMEOUT_ENV", "Lease", "LeaseLost", "generation_of"]
+__all__ = ["PATH", "STOP_PATH", "TIMEOUT_ENV", "Lease", "LeaseLost", "generation_of", "holder_of", "request_stop"]
 
 PATH = "lease.json"
+STOP_PATH = "stop.json"  # a request that the lease's holder stop (``monosweep stop``)
 TIMEOUT_ENV = "MONOSWEEP_LEASE_TIMEOUT_S"
 _DEFAULT_TIMEOUT_S = 60.0
 
@@ -49,8 +54,24 @@ def _parse(data: bytes) -> dict[str, Any]:
 
 def generation_of(storage: Storage) -> int | None:
     """The generation of the lease in ``storage`` now, None if there is none."""
+    holder = holder_of(storage)
+    return None if holder is None else int(holder.get("generation", 0))
+
+
+def holder_of(storage: Storage) -> dict[str, Any] | None:
+    """The lease in ``storage`` now (id, host, pid, generation), None if no driver holds it."""
     current = storage.read(PATH)
-    return None if current is None else int(_parse(current.data).get("generation", 0))
+    return None if current is None else _parse(current.data)
+
+
+def request_stop(storage: Storage) -> dict[str, Any] | None:
+    """Ask the driver that holds the lease now to stop; returns that lease, None if there is none."""
+    holder = holder_of(storage)
+    if holder is not None:
+        request = {"driver": holder.get("id"), "host": socket.gethostname(), "pid": os.getpid(),
+                   "written": time.time()}
+        storage.write_bytes(STOP_PATH, json.dumps(request).encode())
+    return holder
 
 
 class Lease:
@@ -65,6 +86,8 @@ class Lease:
         self.version: str | None = None
         self.lost = threading.Event()
         self.taker = ""  # who took it over, once lost
+        self.stopping = threading.Event()  # `monosweep stop` asked this driver to stop
+        self.stopper = ""  # who asked
         self._beats = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,6 +190,17 @@ class Lease:
                 self.taker = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
                 self.lost.set()
                 return
+            self._read_stop_request()
+
+    def _read_stop_request(self) -> None:
+        try:
+            request = self.storage.read(STOP_PATH)
+        except Exception:  # noqa: BLE001 - storage down: read it next beat
+            return
+        asked = _parse(request.data) if request is not None else {}
+        if asked.get("driver") == self.owner["id"] and not self.stopping.is_set():
+            self.stopper = f"pid {asked.get('pid', '?')} on {asked.get('host', '?')}"
+            self.stopping.set()
 
     def check(self) -> None:
         """LeaseLost if another driver has taken the lease."""
@@ -184,5 +218,8 @@ class Lease:
             return
         try:
             self.storage.delete(PATH, self.version)
+            request = self.storage.read(STOP_PATH)
+            if request is not None and _parse(request.data).get("driver") == self.owner["id"]:
+                self.storage.delete(STOP_PATH, request.version)  # answered (or came as this driver ended)
         except Exception:  # noqa: BLE001
             pass

@@ -3,7 +3,9 @@ and the transitions between states (the only place a record's state changes).
 
     pending -> running -> finished | diverged     (the trial ran to its end)
                        -> failed                  (an error, a time limit, or its worker was lost; a rerun retries it)
+                       -> interrupted             (`monosweep stop`: the next run resumes it from its checkpoint)
                        -> pruned                  (stopped early by a search's scheduler)
+    any    -> pending                             (`monosweep rerun`: the attempt so far kept in ``history``)
 
 A record read from storage is checked before it is trusted: its id has the id format and names its own
 file, and every path in it lies under its own ``checkpoints/<id>/`` folder (a record is data anyone who
@@ -19,10 +21,10 @@ from typing import Any
 
 from methods.trial.result import TrialResult
 
-__all__ = ["DONE", "STATES", "Checkpoint", "TrialRecord", "UnsafeRecord"]
+__all__ = ["DONE", "STATES", "Attempt", "Checkpoint", "TrialRecord", "UnsafeRecord"]
 
-PENDING, RUNNING, FAILED, PRUNED = "pending", "running", "failed", "pruned"
-STATES = (PENDING, RUNNING, "finished", FAILED, "diverged", PRUNED)
+PENDING, RUNNING, FAILED, PRUNED, INTERRUPTED = "pending", "running", "failed", "pruned", "interrupted"
+STATES = (PENDING, RUNNING, "finished", FAILED, "diverged", INTERRUPTED, PRUNED)
 DONE = ("finished", "diverged", PRUNED)  # states a rerun never touches again (pruned: stopped early by a search)
 KEPT = 2  # checkpoints kept per trial: the last one, and the one before it to fall back on
 ID = re.compile(r"^[0-9a-f]{12}$")
@@ -37,6 +39,28 @@ class Checkpoint:
     epoch: int
     path: str  # in the storage, under checkpoints/<id>/
     sha256: str | None  # None for a checkpoint an older version recorded without a digest
+
+
+@dataclass
+class Attempt:
+    """A run of the trial that ``monosweep rerun`` set aside: how it ended, kept for the record."""
+
+    status: str
+    attempts: int
+    error: str | None
+    result: TrialResult | None
+    config: dict[str, Any]
+    node: str
+    updated: float
+    superseded: float  # when the rerun set it aside
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Attempt:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("result") is not None:
+            values["result"] = TrialResult.from_dict(values["result"])
+        return cls(**values)
 
 
 @dataclass
@@ -57,6 +81,7 @@ class TrialRecord:
     result: TrialResult | None = None
     fence: int = 0  # the generation of the lease under which the driver ran this attempt
     updated: float = 0.0
+    history: list[Attempt] = field(default_factory=list)  # earlier runs set aside by `monosweep rerun`, oldest first
 
     @property
     def done(self) -> bool:
@@ -96,6 +121,20 @@ class TrialRecord:
     def prune(self) -> None:
         self.status = PRUNED
 
+    def interrupt(self) -> None:
+        """Stopped on request (``monosweep stop``) while running: resumed from its checkpoint next time."""
+        self.status = INTERRUPTED
+
+    def supersede(self, now: float) -> list[str]:
+        """Set the run so far aside for a fresh one (``monosweep rerun``): its outcome goes to ``history``,
+        its checkpoints are forgotten; returns their paths (and the trunk's), to delete."""
+        self.history.append(Attempt(self.status, self.attempts, self.error, self.result, self.config, self.node,
+                                    self.updated, now))
+        stale = [c.path for c in self.known_checkpoints()] + ([self.trunk] if self.trunk else [])
+        self.status, self.attempts, self.error, self.result, self.trunk = PENDING, 0, None, None, None
+        self.epoch, self.checkpoint, self.checkpoints, self.resumed_from = 0, None, [], []
+        return stale
+
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -113,6 +152,7 @@ class TrialRecord:
         if values.get("result") is not None:
             values["result"] = TrialResult.from_dict(values["result"])
         values["checkpoints"] = [Checkpoint(**c) for c in values.get("checkpoints") or []]
+        values["history"] = [Attempt.from_dict(a) for a in values.get("history") or []]
         record = cls(**values)
         record._check(name)
         return record
