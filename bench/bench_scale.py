@@ -9,7 +9,7 @@ machine that never read the sweep (an empty cache) and again after it has.
 Targets: every trial recorded once; `status` of the 1,000-trial sweep <= 3 s; `plan` of 10,000 records <= 5 s.
 
     python bench/bench_scale.py              # 1,000 trials, a 10,000-record ledger
-    python bench/bench_scale.py --smoke      # 20 trials, 200 records (CI)
+    python bench/bench_scale.py --smoke      # 12 trials, 100 records (CI)
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.C
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, smoke="20 trials, 200 records (CI)")
+    parser = bench_parser(__doc__, smoke="12 trials, 100 records (CI)")
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--records", type=int, default=10_000)
     args = parser.parse_args()
     if args.smoke:
-        args.trials, args.records = 20, 200
+        args.trials, args.records = 12, 100
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.machine()}, {cores} cores; {args.trials} no-op trials on 2 nodes, S3 (moto)")
     monosweep = [sys.executable, "-m", "sweep.cli"]
@@ -79,6 +79,7 @@ def main() -> None:
         once = len(records) == args.trials and all(r["status"] == "finished" and r["attempts"] == 1 for r in records)
         print(f"sweep: {seconds:.0f} s for {args.trials} trials ({seconds / args.trials:.2f} s each on {cores} cores); "
               f"each trial recorded once and finished: {once}")
+        assert once, sorted((r["status"], r["attempts"]) for r in records)
         cold_env = {**env, CACHE_ENV: str(Path(tmp) / "cold-cache")}  # what another machine sees first
         status_cold, status = _timed([*monosweep, "status", str(spec)], cold_env)
         assert status.returncode == 0, status.stderr[-2000:]

@@ -43,18 +43,6 @@ def test_run_rerun_and_extend_run_each_trial_once(tmp_path: Path) -> None:
     assert status.stdout.count("finished") == 3
 
 
-def test_a_sweep_of_200_trivial_trials_records_each_once(tmp_path: Path) -> None:
-    spec = noop_spec(tmp_path / "s.yaml", "many", list(range(200)), tmp_path / "results", epochs=0)
-    start = time.perf_counter()
-    done = cli("run", str(spec), timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    records = [json.loads(b) for b in _records(tmp_path / "results" / "many").values()]
-    assert len(records) == 200
-    assert all(r["status"] == "finished" and r["attempts"] == 1 for r in records)
-    assert len({r["values"]["seed"] for r in records}) == 200
-    print(f"200 trivial trials in {time.perf_counter() - start:.1f}s")
-
-
 def test_a_second_driver_is_refused_and_a_dead_ones_lease_is_taken_over(tmp_path: Path) -> None:
     spec = noop_spec(tmp_path / "s.yaml", "lease", [0], tmp_path / "results")
     storage = Storage(str(tmp_path / "results" / "lease"))

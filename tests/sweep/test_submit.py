@@ -1,5 +1,6 @@
 """`monosweep submit`: the quickstart sent as a Ray Job to a local head with its job server fills the
-ledger and MLflow. The head is Ray's own test cluster (only its processes, never `ray stop`), on free ports.
+ledger and MLflow; `monosweep stop` ends a submitted sweep cleanly. The head is Ray's own test cluster
+(only its processes, never `ray stop`), on free ports.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,16 +23,30 @@ from sweep.spec import load_spec
 from sweep.submit import job_request
 from tests.support import REPO
 from tests.support.servers import free_port, wait_for_port
-from tests.support.sweeps import PLUGINS, sweep_env
+from tests.support.sweeps import PLUGINS, cli, noop_spec, sweep_env
 
 JOB_TIMEOUT_S = 400
 
 
-def submit(spec: Path, address: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def submit(spec: Path, address: str, *extra: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess, from ``cwd``: relative storage is relative to where you submit from."""
     return subprocess.run([sys.executable, "-m", "sweep.cli", "submit", str(spec), "--address", address, *extra],
-                          cwd=cwd, env=sweep_env(RAY_AUTH_MODE="disabled"), capture_output=True, text=True,
+                          cwd=cwd, env=sweep_env(RAY_AUTH_MODE="disabled", **env), capture_output=True, text=True,
                           timeout=120)
+
+
+def _wait_for(job_server: str, job_id: str) -> tuple[Any, str]:
+    """The job's end status and logs (stopped, and said by the status, if it runs past the time limit)."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(job_server)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (status := client.get_job_status(job_id)).is_terminal() and time.monotonic() < deadline:
+        time.sleep(1.0)
+    logs = client.get_job_logs(job_id)
+    if not status.is_terminal():
+        client.stop_job(job_id)
+    return status, logs
 
 
 @pytest.fixture
@@ -58,7 +74,7 @@ def test_the_quickstart_submitted_as_a_job_fills_the_ledger_and_mlflow_where_sub
     job_server: str, tmp_path: Path
 ) -> None:
     from mlflow import MlflowClient
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobStatus
 
     # The quickstart has no storage: the default ./monosweep-results (and the MLflow sqlite file beside the
     # results) must land here, where submit ran, not in the job's temporary working dir.
@@ -69,13 +85,7 @@ def test_the_quickstart_submitted_as_a_job_fills_the_ledger_and_mlflow_where_sub
     assert done.stdout.startswith("submitted monosweep-quickstart-") and "note:" not in done.stderr
     job_id = done.stdout.split()[1].rstrip(":")
 
-    client = JobSubmissionClient(job_server)
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not (status := client.get_job_status(job_id)).is_terminal() and time.monotonic() < deadline:
-        time.sleep(1.0)
-    logs = client.get_job_logs(job_id)
-    if not status.is_terminal():
-        client.stop_job(job_id)
+    status, logs = _wait_for(job_server, job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     root = tmp_path / "monosweep-results" / "quickstart"
     assert f"--storage {root.parent}" in logs
@@ -94,6 +104,46 @@ def test_the_quickstart_submitted_as_a_job_fills_the_ledger_and_mlflow_where_sub
     for trial_id, run in children.items():
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.metrics["probe.conv5.top1"] == records[trial_id]["result"]["probe"]["conv5"]["top1"]
+
+
+def test_stop_from_a_second_process_ends_a_submitted_sweep_and_the_next_run_resumes_it(
+    job_server: str, tmp_path: Path
+) -> None:
+    """`monosweep stop` asks through the storage: the job's driver ends its running trial `interrupted` at its
+    checkpoint, releases the lease and exits 0 within 30 s; a later `run` resumes the trial from there."""
+    from ray.job_submission import JobStatus
+
+    spec = noop_spec(tmp_path / "s.yaml", "jobstop", [0, 1], tmp_path / "results", epochs=40,
+                     extra="max_concurrent_trials: 1")
+    root = tmp_path / "results" / "jobstop"
+    done = submit(spec, job_server, cwd=tmp_path, MONOSWEEP_NOOP_SLEEP="0.5")
+    assert done.returncode == 0, done.stderr[-2000:]
+    job_id = done.stdout.split()[1].rstrip(":")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        records = [json.loads(p.read_text()) for p in (root / "trials").glob("*.json")] if root.exists() else []
+        if any(r["status"] == "running" and r["epoch"] >= 2 for r in records):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the submitted sweep never checkpointed a trial")
+    asked = time.monotonic()
+    stop = cli("stop", str(spec), env=sweep_env(RAY_AUTH_MODE="disabled"), timeout=120)  # a second process
+    took = time.monotonic() - asked
+    assert stop.returncode == 0 and "has stopped and released its lease" in stop.stdout, stop.stdout + stop.stderr
+    assert took < 30, took
+    status, logs = _wait_for(job_server, job_id)
+    assert status == JobStatus.SUCCEEDED and "stopped on request" in logs and "Traceback" not in logs, logs[-3000:]
+    assert not (root / "lease.json").exists() and not (root / "stop.json").exists()
+    records = {p.stem: json.loads(p.read_text()) for p in (root / "trials").glob("*.json")}
+    (stopped,) = [r for r in records.values() if r["status"] == "interrupted"]
+    assert stopped["epoch"] >= 2 and stopped["checkpoints"] and "running" not in {r["status"] for r in records.values()}
+
+    resumed = cli("run", str(spec), env=sweep_env(RAY_AUTH_MODE="disabled"))  # here, on this machine's own Ray
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    record = json.loads((root / "trials" / f"{stopped['id']}.json").read_text())
+    assert record["status"] == "finished" and record["resumed_from"] == [stopped["epoch"]]
+    assert record["result"]["epochs_done"] == 40
 
 
 def test_submit_to_an_unreachable_job_server_is_one_error_line_and_exit_code_2(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def trunks(cifar_tar: Path) -> dict[str, list[TrialResult]]:
         "random": [_trial(cifar_tar, method="random", seed=s) for s in SEEDS],
         "rotnet": [_trial(cifar_tar, method="rotnet", source="sample:astronaut", num_images=1, augment="full",
                           epochs=24, patches_per_epoch=1024, batch_size=64, head_hidden=0)],
-        "supervised": [_trial(cifar_tar, method="supervised", epochs=6, batch_size=64, head_hidden=512)],
+        "supervised": [_trial(cifar_tar, method="supervised", epochs=3, batch_size=64, head_hidden=512)],
     }
 
 
