@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--format", choices=("table", "json", "csv", "parquet"), default="table",
                         help="table (default); json: one object per line and trial (id, state, values, config, "
                         "metrics, attempts, error); csv/parquet: flat columns, as sweep.results() gives")
-    status.add_argument("--json", action="store_true", help="the same as --format json")
+    status.add_argument("--json", action="store_const", dest="format", const="json", help="the same as --format json")
     status.add_argument("--out", type=Path, help="write to this file instead of stdout (needed for parquet)")
     status.add_argument("--watch", type=float, nargs="?", const=5.0, metavar="SECONDS",
                         help="refresh the table every SECONDS (default 5) until every trial has ended")

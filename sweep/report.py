@@ -2,7 +2,7 @@
 seeds, for every group of the grid — as CSV, Markdown and PNG plots.
 
 A group is one combination of the grid's axes other than ``seed``; its trials are the seeds. Built on the
-sweep's results table (``sweep/table.py``, read from the ledger, the source of truth), so a report never
+sweep's result rows (``sweep/table.py``, read from the ledger, the source of truth), so a report never
 disagrees with ``monosweep status`` or ``sweep.results``.
 """
 
@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from methods.errors import InputError
 from methods.metrics import LAYERS as PROBE_LAYERS
@@ -24,10 +24,7 @@ from sweep.ledger.records import DONE, TrialRecord
 from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
-from sweep.table import frame
-
-if TYPE_CHECKING:
-    import pandas as pd
+from sweep.table import rows
 
 __all__ = ["REFERENCE", "Group", "group_results", "write_report"]
 
@@ -65,27 +62,23 @@ def group_axes(spec: SweepSpec) -> list[str]:
     return ["method", *varying]
 
 
-def group_results(spec: SweepSpec, table: pd.DataFrame) -> list[Group]:
+def group_results(spec: SweepSpec, results: Sequence[dict[str, Any]]) -> list[Group]:
     """Groups of finished (or diverged) trials with probe results, in the grid's order, from the sweep's
-    results table (:mod:`sweep.table`: what ``sweep.results`` and ``monosweep status`` show)."""
+    result rows (:func:`sweep.table.rows`: what ``sweep.results`` and ``monosweep status`` show)."""
     axes = group_axes(spec)
     top1 = {layer: probe_metric(layer, "top1") for layer in PROBE_LAYERS}
     groups: dict[tuple[tuple[str, Any], ...], Group] = {}
-    for row in table.to_dict("records"):
-        probed = {layer: row[m] for layer, m in top1.items() if m in row and not _missing(row[m])}
+    for row in results:
+        probed = {layer: row["metrics"][m] for layer, m in top1.items() if m in row["metrics"]}
         if row["state"] not in DONE or not probed:
             continue
-        key = tuple((a, row[a]) for a in axes)
+        key = tuple((a, row["values"].get(a, row["config"].get(a))) for a in axes)
         group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}))
-        group.seeds.append(row["seed"])
+        group.seeds.append(row["config"]["seed"])
         group.diverged += row["state"] == "diverged"
         for layer, value in probed.items():
             group.top1[layer].append(float(value))
     return list(groups.values())
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _csv(groups: Sequence[Group], axes: Sequence[str]) -> str:
@@ -153,8 +146,8 @@ def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
     if spec.search is not None:
         chosen = {found[0].id for p in plan.points if (found := best(spec.search, p.id, plan.records)) is not None}
         trials = [t for t in trials if t.id in chosen]
-    table = frame(plan, spec)
-    groups = group_results(spec, table[table["id"].isin({t.id for t in trials})])
+    chosen_ids = {t.id for t in trials}
+    groups = group_results(spec, [r for r in rows(plan) if r["id"] in chosen_ids])
     if not groups:
         raise InputError(f"sweep {spec.name!r} has no finished trial with probe results yet: nothing to report")
     out.mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,11 @@ class Selection:
             return False
         if not self.where:
             return True
-        return any(all(any(_same(trial.id if key == "id" else trial.value(key), v) for v in values)
-                       for key, values in rule.items()) for rule in self.where)
+        def holds(key: str, values: list[str]) -> bool:
+            value = trial.id if key == "id" else trial.value(key)
+            return any(_same(value, v) for v in values)
+
+        return any(all(holds(key, values) for key, values in rule.items()) for rule in self.where)
 
     def apply(self, plan: Plan) -> list[Trial]:
         return [t for t in plan.trials if self.matches(t, plan.status(t))]

@@ -320,7 +320,7 @@ def spec_data(path: str | Path, overrides: Sequence[str] = ()) -> tuple[dict[str
     origins: dict[tuple[Any, ...], str] = {}
     for where, layer in layers:
         _merge(data, layer, where, origins)
-    top = layers[len(layers) - len(overrides) - 1][0]
+    top = str(path)
 
     def origin(loc: tuple[Any, ...], message: str = "") -> str:
         named = re.search(r"'([^']+)'", message)  # a validator's message names the key at fault
@@ -349,8 +349,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
 def spec_text(path: str | Path, overrides: Sequence[str] = ()) -> str:
     """The spec as the sweep runs it, to keep beside its results: the file itself when it stands alone,
     else the merged document."""
-    data, _ = spec_data(path, overrides)
-    if "base" not in _read(Path(path)) and not overrides:
+    if not overrides and "base" not in _read(Path(path)):
         return Path(path).read_text()
+    data, _ = spec_data(path, overrides)
     sources = ", ".join([str(path), *(f"--set {o}" for o in overrides)])
     return f"# merged from {sources}\n" + yaml.safe_dump(data, sort_keys=False)

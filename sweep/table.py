@@ -22,7 +22,7 @@ from sweep.spec import SweepSpec, load_spec
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIRST", "results", "rows", "trial_row"]
+__all__ = ["FIRST", "frame", "results", "rows", "trial_row"]
 
 FIRST = ("id", "state", "attempts", "epoch", "error")  # the columns before the config values and metrics
 

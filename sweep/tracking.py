@@ -35,6 +35,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from methods.errors import first_line
 from methods.metrics import EPOCH, trial_metrics
 from sweep.grid import Trial
 from sweep.ledger.records import TrialRecord
@@ -141,7 +142,7 @@ class Tracker:
             return action()
         except Exception as err:  # MLflow raises MlflowException, requests' errors, sqlite's...
             self.down = True
-            first = redact((str(err).strip().splitlines() or [type(err).__name__])[0])[:200]
+            first = redact(first_line(err))[:200]
             self.log(f"[monosweep] warning: MLflow at {self.shown} failed while {what} ({first}); tracking is "
                      "off for this run, results stay in the ledger - `monosweep sync SPEC` back-fills MLflow")
             return None

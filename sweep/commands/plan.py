@@ -6,6 +6,7 @@ import argparse
 
 from sweep.commands._shared import command, print_table, spec_of
 from sweep.estimate import DEFAULT_TFLOPS, sweep_hours
+from sweep.grid import canonical
 from sweep.plan import plan_sweep
 
 
@@ -29,17 +30,22 @@ def main(args: argparse.Namespace) -> int:
     rows = [("axis", "value", "total", "finished", "to run")]
     todo = {t.id for t in plan.todo}
     for axis in sorted(spec.grid):  # one pass per axis: a 10,000-value axis must not cost 10,000 passes
-        tally = {repr(value): [0, 0, 0] for value in spec.grid[axis]}  # total, finished, to run
+
+        def key(value: object, axis: str = axis) -> str:  # as the trials hold it (lr: 1 is the trial's 1.0)
+            return repr(canonical({axis: value})[axis])
+
+        tally = {key(value): [0, 0, 0] for value in spec.grid[axis]}  # total, finished, to run
         for trial in plan.trials:
-            counts = tally.get(repr(trial.value(axis)))
+            counts = tally.get(key(trial.value(axis)))
             if counts is not None:
                 counts[0] += 1
                 counts[1] += plan.status(trial) == "finished"
                 counts[2] += trial.id in todo
         for point in plan.points:
-            if plan.to_sample.get(point.id) and repr(point.value(axis)) in tally:
-                tally[repr(point.value(axis))][0] += plan.to_sample[point.id]
-                tally[repr(point.value(axis))][2] += plan.to_sample[point.id]
-        rows += [(axis, str(value), *(str(n) for n in tally[repr(value)])) for value in spec.grid[axis]]
+            counts = tally.get(key(point.value(axis)))
+            if plan.to_sample.get(point.id) and counts is not None:
+                counts[0] += plan.to_sample[point.id]
+                counts[2] += plan.to_sample[point.id]
+        rows += [(axis, str(value), *(str(n) for n in tally[key(value)])) for value in spec.grid[axis]]
     print_table(rows)
     return 0

@@ -12,8 +12,8 @@ from pathlib import Path
 from methods.errors import InputError
 from methods.metrics import LAYERS, probe_metric
 from sweep.commands._shared import command, print_table, spec_of
-from sweep.ledger.records import DONE
-from sweep.plan import Plan, plan_sweep
+from sweep.ledger.records import PENDING, RUNNING
+from sweep.plan import Plan, prepare, read_plan
 from sweep.search import short
 from sweep.selection import Selection, select
 from sweep.spec import SweepSpec
@@ -46,8 +46,7 @@ def _emit(text: str, out: Path | None) -> None:
         out.write_text(text)
 
 
-def _show(args: argparse.Namespace, spec: SweepSpec, selection: Selection) -> Plan:
-    plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
+def _show(args: argparse.Namespace, spec: SweepSpec, plan: Plan, selection: Selection) -> None:
     if args.format == "table":
         _table(spec, plan, selection)
     elif args.format == "json":
@@ -56,21 +55,19 @@ def _show(args: argparse.Namespace, spec: SweepSpec, selection: Selection) -> Pl
         _emit(frame(plan, spec, selection).to_csv(index=False), args.out)
     else:
         frame(plan, spec, selection).to_parquet(args.out, index=False)
-    return plan
 
 
 @command
 def main(args: argparse.Namespace) -> int:
     spec = spec_of(args)
-    if args.json:
-        args.format = "json"
     if args.format == "parquet" and args.out is None:
         raise InputError("--format parquet writes a file: give it with --out FILE (e.g. --out results.parquet)")
     if args.watch is not None and args.format != "table":
         raise InputError("--watch refreshes the table: use it without --json/--format (or loop over those yourself)")
     selection = select(args.where, args.state, sorted(spec.grid))
+    points, store = prepare(spec, str(args.spec), args.storage, check_inputs=False)  # once; the ledger each time
     if args.watch is None:
-        _show(args, spec, selection)
+        _show(args, spec, read_plan(spec, points, store), selection)
         if args.out:
             print(f"wrote {Path(args.out)}", file=sys.stderr)
         return 0
@@ -79,8 +76,9 @@ def main(args: argparse.Namespace) -> int:
             print("\033[H\033[J" if sys.stdout.isatty() else "", end="")
             print(f"{time.strftime('%H:%M:%S')}  monosweep status {args.spec}  "
                   f"(every {args.watch:g} s; Ctrl-C to stop)")
-            plan = _show(args, spec, selection)
-            if all(plan.status(t) in DONE for t in plan.trials) and not sum(plan.to_sample.values()):
+            plan = read_plan(spec, points, store)
+            _show(args, spec, plan, selection)
+            if not any(plan.status(t) in (PENDING, RUNNING) for t in plan.trials) and not sum(plan.to_sample.values()):
                 print("every trial has ended")
                 return 0
             sys.stdout.flush()

@@ -35,7 +35,6 @@ class FaultyProxy:
         self.reply_delay = 0.0
         self.reply_writes_only = False
         self.write_delay = 0.0
-        self.cuts = 0
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -44,7 +43,6 @@ class FaultyProxy:
     # ------------------------------------------------------------------ faults
     def cut(self) -> None:
         self.down.set()
-        self.cuts += 1
         with self._lock:
             for sock in list(self._open):
                 self._close(sock)

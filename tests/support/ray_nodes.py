@@ -40,14 +40,15 @@ class RayNodes:
                                  f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1"])
         wait_for_port(self.port, timeout=60)
 
-    def add_worker(self, cpus: int = 1, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-        """A worker node; ``wrapper`` runs it inside another command (``unshare ...``)."""
-        before = self.alive()
+    def add_worker(self, cpus: int = 1, wrapper: Sequence[str] = (), wait: bool = True) -> subprocess.Popen[bytes]:
+        """A worker node; ``wrapper`` runs it inside another command (``unshare ...``); ``wait``: until the
+        cluster counts it."""
+        before = self.alive() if wait else 0
         worker = self._start([f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"],
                              wrapper)
         self.workers.append(worker)
         deadline = time.monotonic() + 60
-        while self.alive() <= before and time.monotonic() < deadline:
+        while wait and self.alive() <= before and time.monotonic() < deadline:
             time.sleep(0.5)
         return worker
 

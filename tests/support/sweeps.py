@@ -3,10 +3,12 @@ the test plugin method."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support import REPO
 
@@ -38,6 +40,11 @@ storage: {storage}
 {extra}
 """)
     return path
+
+
+def read_records(root: Path) -> dict[str, dict[str, Any]]:
+    """A local ledger's records (``<root>/trials/<id>.json``) by trial id, as JSON."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "trials").glob("*.json"))}
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,

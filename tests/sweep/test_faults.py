@@ -25,14 +25,10 @@ from tests.support import REPO
 from tests.support.proxy import FaultyProxy
 from tests.support.ray_nodes import RayNodes
 from tests.support.servers import MlflowServer
-from tests.support.sweeps import cli, noop_spec, sweep_env
+from tests.support.sweeps import cli, noop_spec, read_records, sweep_env
 
 pytestmark = pytest.mark.slow
 QUICK_LEASE = {"MONOSWEEP_LEASE_TIMEOUT_S": "2"}
-
-
-def _records(root: Path) -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((root / "trials").glob("*.json"))}
 
 
 def _no_traceback(*outputs: str) -> None:
@@ -48,11 +44,11 @@ def _start(spec: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 def _wait_for(root: Path, ready: Any, timeout: float = 180) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = _records(root) if (root / "trials").exists() else {}
+        records = read_records(root) if (root / "trials").exists() else {}
         if ready(records):
             return records
         time.sleep(0.1)
-    raise AssertionError(f"the sweep never reached the state waited for: {_records(root)}")
+    raise AssertionError(f"the sweep never reached the state waited for: {read_records(root)}")
 
 
 def _kill(driver: subprocess.Popen[str], root: Path) -> None:
@@ -62,7 +58,7 @@ def _kill(driver: subprocess.Popen[str], root: Path) -> None:
     driver.communicate(timeout=60)
     stamp, still = None, time.monotonic()
     while time.monotonic() - still < 3.0:
-        now = {k: r["updated"] for k, r in _records(root).items()}
+        now = {k: r["updated"] for k, r in read_records(root).items()}
         if now != stamp:
             stamp, still = now, time.monotonic()
         time.sleep(0.2)
@@ -107,7 +103,7 @@ def test_a_damaged_or_hostile_checkpoint_gives_way_to_the_one_before(tmp_path: P
     driver = _start(spec, sweep_env(MONOSWEEP_NOOP_SLEEP="1.0"))
     _wait_for(root, lambda rs: len(rs) == 2 and all(r["epoch"] >= 2 for r in rs.values()))
     _kill(driver, root)
-    torn, hostile = _records(root).values()
+    torn, hostile = read_records(root).values()
     assert all(r["status"] == "running" and 2 <= r["epoch"] < 4 for r in (torn, hostile)), (torn, hostile)
     latest = root / torn["checkpoint"]
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
@@ -123,7 +119,7 @@ def test_a_damaged_or_hostile_checkpoint_gives_way_to_the_one_before(tmp_path: P
     _no_traceback(resumed.stderr)
     assert not marker.exists()  # never unpickled as code
     for before in (torn, hostile):
-        done = _records(root)[before["id"]]
+        done = read_records(root)[before["id"]]
         assert done["status"] == "finished" and done["resumed_from"] == [before["epoch"] - 1]  # the one before
         assert [h["epoch"] for h in done["result"]["history"]] == [1.0, 2.0, 3.0, 4.0]
 
@@ -147,6 +143,7 @@ def test_a_20s_s3_outage_mid_sweep_is_waited_out(s3_server: dict[str, str], tmp_
         deadline = time.monotonic() + 180
         while finished() < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert finished() >= 1 and driver.poll() is None, "the sweep never reached its middle"
         proxy.cut()  # everything the driver and its trials say to S3 now fails, for 20 s
         time.sleep(20)
         proxy.heal()
@@ -193,7 +190,7 @@ def test_a_trial_past_its_time_limit_fails_with_the_reason_after_its_retries(
     done = cli("run", str(spec), env=sweep_env(MONOSWEEP_NOOP_SLEEP="6"), timeout=240)
     assert done.returncode == 1  # some trials did not finish
     _no_traceback(done.stderr)
-    (record,) = _records(tmp_path / "results" / "hung").values()
+    (record,) = read_records(tmp_path / "results" / "hung").values()
     assert record["status"] == "failed" and reason in record["error"] and record["attempts"] == 2
 
 
@@ -212,7 +209,7 @@ def test_a_driver_that_loses_its_lease_stops_scheduling_and_says_so(tmp_path: Pa
     _no_traceback(err)
     assert err.strip().splitlines()[-1].startswith("monosweep run: error: sweep 'taken': another driver "
                                                      "(pid 1 on another-machine) took over the lease")
-    assert all(r["updated"] < taken_at + 1.0 for r in _records(root).values())  # nothing written after it
+    assert all(r["updated"] < taken_at + 1.0 for r in read_records(root).values())  # nothing written after it
     assert json.loads((root / "lease.json").read_text())["id"] == "other"
 
 
@@ -300,7 +297,7 @@ def test_a_sweep_survives_a_worker_node_killed_every_few_seconds(tmp_path: Path)
             victim = nodes.workers[-1]
             nodes.kill(victim)
             kills.append(time.monotonic())
-            nodes.add_worker()
+            nodes.add_worker(wait=False)  # (a node slow to join must not slow the monkey down)
 
     try:
         nodes.start_head()
@@ -314,7 +311,7 @@ def test_a_sweep_survives_a_worker_node_killed_every_few_seconds(tmp_path: Path)
     finally:
         nodes.stop()
     assert done.returncode == 0, done.stderr[-3000:]
-    records = _records(tmp_path / "results" / "chaos")
+    records = read_records(tmp_path / "results" / "chaos")
     assert len(records) == 4 and all(r["status"] == "finished" for r in records.values())
     assert all(r["result"]["epochs_done"] == 6 for r in records.values())
     assert len(kills) >= 2  # the monkey did strike

@@ -20,11 +20,7 @@ from sweep.grid import expand
 from sweep.spec import load_spec
 from tests.support import REPO
 from tests.support.servers import MlflowServer, s3_client
-from tests.support.sweeps import PLUGINS, cli, noop_spec, sweep_env
-
-
-def _records(root: Path) -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in (root / "trials").glob("*.json")}
+from tests.support.sweeps import PLUGINS, cli, noop_spec, read_records, sweep_env
 
 
 def _status_json(spec: Path, *args: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -41,17 +37,17 @@ def test_a_rerun_of_two_of_six_finished_trials_runs_those_two_and_keeps_both_res
     root = tmp_path / "results" / "steer"
     first = cli("run", str(spec_path))
     assert first.returncode == 0, first.stderr[-2000:]
-    before = _records(root)
+    before = read_records(root)
     assert len(before) == 6 and all(r["status"] == "finished" for r in before.values())
 
     dry = cli("rerun", str(spec_path), "--where", "method=noop,seed=0|2", "--dry-run")
     assert dry.returncode == 0 and "would rerun 2 of 6 trials" in dry.stdout, dry.stdout + dry.stderr
-    assert _records(root) == before  # a dry run changes nothing
+    assert read_records(root) == before  # a dry run changes nothing
 
     rerun = cli("rerun", str(spec_path), "--where", "method=noop,seed=0|2")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "ran 2, skipped 4" in rerun.stdout
-    after = _records(root)
+    after = read_records(root)
     chosen = {k for k, r in before.items() if r["values"]["seed"] in (0, 2)}
     for trial_id, record in after.items():
         if trial_id not in chosen:
@@ -87,9 +83,10 @@ def test_a_rerun_of_two_of_six_finished_trials_runs_those_two_and_keeps_both_res
     assert "no trial matches --where seed=7" in nothing.stderr
     unknown = cli("rerun", str(spec_path), "--where", "sed=1")
     assert unknown.returncode == 2 and "unknown key 'sed' (known: id, method, seed," in unknown.stderr
-    assert _records(root) == after
+    assert read_records(root) == after
     watched = cli("status", str(spec_path), "--watch", "1")
-    assert watched.returncode == 0 and "every trial has ended" in watched.stdout and "superseded" not in watched.stdout
+    assert watched.returncode == 0 and "every trial has ended" in watched.stdout
+    assert watched.stdout.count(" finished ") == 6  # one table, every trial in it
 
 
 def test_status_json_csv_parquet_and_the_dataframe_match_the_ledger_on_s3(

@@ -2,7 +2,6 @@
 S3-compatible server): one parent run, one nested child run per trial, kept unique across kills and
 reruns, and back-filled after the server was down."""
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from mlflow import MlflowClient
 
 from tests.support import REPO
 from tests.support.servers import MlflowServer, s3_client
-from tests.support.sweeps import cli, noop_spec, sweep_env
+from tests.support.sweeps import cli, noop_spec, read_records, sweep_env
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
@@ -29,10 +28,6 @@ def _runs(uri: str, name: str) -> tuple[Any, list[Any]]:
     children = [r for r in runs if r.data.tags.get("monosweep.role") == "trial"]
     assert len(parents) == 1 and len(runs) == 1 + len(children), [r.info.run_name for r in runs]
     return parents[0], children
-
-
-def _records(root: Path) -> dict[str, dict[str, Any]]:
-    return {p.stem: json.loads(p.read_text()) for p in (root / "trials").glob("*.json")}
 
 
 def test_a_sweep_has_one_parent_and_one_nested_child_run_per_trial_with_artifacts_in_s3(
@@ -54,7 +49,7 @@ tracking_uri: {mlflow_server.uri}
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"browse the runs: {mlflow_server.uri}" in first.stderr
     parent, children = _runs(mlflow_server.uri, "tracked")
-    records = _records(tmp_path / "results" / "tracked")
+    records = read_records(tmp_path / "results" / "tracked")
     assert sorted(c.data.tags["monosweep.trial_id"] for c in children) == sorted(records)
     s3 = s3_client(s3_server)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])}
@@ -88,7 +83,7 @@ def test_a_killed_and_rerun_sweep_keeps_one_child_run_per_trial_and_each_epoch_o
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        records = list(_records(root).values()) if (root / "trials").exists() else []
+        records = list(read_records(root).values()) if (root / "trials").exists() else []
         if any(r["status"] == "finished" for r in records) and any(
                 r["status"] == "running" and r["epoch"] >= 2 for r in records):
             break
@@ -119,7 +114,7 @@ def test_with_the_server_down_the_sweep_finishes_and_sync_back_fills_mlflow(
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if (root / "trials").exists() and any(r["status"] == "finished" for r in _records(root).values()):
+        if (root / "trials").exists() and any(r["status"] == "finished" for r in read_records(root).values()):
             break
         time.sleep(0.1)
     mlflow_server.stop()  # mid-sweep: one trial finished and mirrored, the others still to come
@@ -128,7 +123,7 @@ def test_with_the_server_down_the_sweep_finishes_and_sync_back_fills_mlflow(
     assert "3 finished" in out
     warnings = [line for line in err.splitlines() if "warning: MLflow" in line]
     assert len(warnings) == 1 and "monosweep sync" in warnings[0]  # said once, with the way out
-    assert all(r["status"] == "finished" for r in _records(root).values())
+    assert all(r["status"] == "finished" for r in read_records(root).values())
 
     mlflow_server.start()  # the same database on the same port: the runs made before the outage are there
     _, before = _runs(mlflow_server.uri, "outage")
