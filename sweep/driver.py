@@ -66,17 +66,16 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
             log(f"[monosweep] sweep {spec.name!r}: {plan.total} trials, {skipped} already done, "
                 f"{len(todo) + to_sample} to run; storage {plan.storage.uri}")
         else:
-            todo, to_sample = _set_aside(plan, rerun, log), 0
-            plan = read_plan(spec, points, store)
+            todo, to_sample = _set_aside(plan, rerun, log), 0  # (its records are updated in place)
             skipped = len(plan.trials) - len(todo)
         tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, tracking), log)
         if tracker.open(spec_text):
             tracker.sync(plan.trials, plan.records)  # back-fill what an earlier run could not mirror
-        if todo or to_sample:
+        if (todo or to_sample) and not lease.stopping.is_set():  # (a stop may come before the first wave)
             connect(address)
             if address:  # a cluster: every node must see the ledger the driver reads
                 check_nodes(plan.storage)
-        if todo:
+        if todo and not lease.stopping.is_set():
             run_wave(spec, plan.storage, todo, log, tracker, lease)
             lease.check()
         if to_sample:
@@ -85,9 +84,9 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
                 if plan.to_sample.get(point.id) and not lease.stopping.is_set():
                     run_search_wave(spec, plan.storage, point, plan.to_sample[point.id], records, log, tracker, lease)
                     lease.check()
-        if lease.stopping.is_set():
-            _interrupt_running(Ledger(plan.storage), read_plan(spec, points, store), log, lease)
         final = read_plan(spec, points, store)
+        if lease.stopping.is_set():
+            _interrupt_running(Ledger(final.storage), final, log, lease)
         tracker.sync(final.trials, final.records)
         if spec.search is not None:
             _announce_best(spec, final, log, tracker)
@@ -95,7 +94,7 @@ def run_sweep(spec: SweepSpec, where: str, address: str | None = None, storage: 
     if not tracker.down:
         log(f"[monosweep] {tracker.ui_hint()}")
     return RunSummary(final.total, skipped, len(todo) + to_sample, final.counts(), plan.storage.uri,
-                      lease.stopper if lease.stopping.is_set() else "")
+                      lease.stopper)
 
 
 def _set_aside(plan: Plan, rerun: Selection, log: Log) -> list[Trial]:
@@ -107,7 +106,7 @@ def _set_aside(plan: Plan, rerun: Selection, log: Log) -> list[Trial]:
     now = time.time()
     for trial in chosen:
         record = plan.records.get(trial.id)
-        if record is not None and (record.attempts or record.history or record.status != PENDING):
+        if record is not None and (record.attempts or record.status != PENDING):  # (not one set aside already)
             stale = record.supersede(now)
             ledger.write(record)
             ledger.drop(stale)

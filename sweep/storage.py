@@ -38,7 +38,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from methods.errors import InputError, ServiceError, first_line
 
-__all__ = ["RETRY_ENV", "Storage", "StorageUnavailable", "Versioned"]
+__all__ = ["RETRY_ENV", "Storage", "StorageUnavailable", "Versioned", "env_seconds"]
 
 RETRY_ENV = "MONOSWEEP_STORAGE_RETRY_S"
 _DEFAULT_RETRY_S = 300.0
@@ -79,11 +79,15 @@ def _transient(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in _TRANSIENT_ERRNOS
 
 
-def _retry_seconds() -> float:
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name``; a one-line InputError if it is not one."""
     try:
-        return float(os.environ.get(RETRY_ENV, _DEFAULT_RETRY_S))
+        seconds = float(os.environ.get(name, default))
     except ValueError:
-        raise InputError(f"${RETRY_ENV}={os.environ[RETRY_ENV]!r} is not a number of seconds") from None
+        seconds = -1.0
+    if not seconds >= 0:  # (NaN too)
+        raise InputError(f"${name}={os.environ[name]!r} is not a number of seconds: unset it or give e.g. {default:g}")
+    return seconds
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -309,15 +313,16 @@ class Storage:
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         """``call`` with the retry policy of the module docstring."""
+        patience = env_seconds(RETRY_ENV, _DEFAULT_RETRY_S)
         try:
-            for attempt in Retrying(stop=stop_after_delay(_retry_seconds()), reraise=True,
+            for attempt in Retrying(stop=stop_after_delay(patience), reraise=True,
                                     wait=wait_random_exponential(multiplier=0.5, max=15),
                                     retry=retry_if_exception(_transient)):
                 with attempt:
                     return call()
         except Exception as err:
             if _transient(err):
-                raise StorageUnavailable(f"storage {self.uri}: {what} failed for {_retry_seconds():.0f} s "
+                raise StorageUnavailable(f"storage {self.uri}: {what} failed for {patience:.0f} s "
                                          f"({first_line(err)}); nothing finished is lost: run again once "
                                          f"{self._where()} answers") from None
             raise
@@ -362,9 +367,6 @@ class Storage:
     def delete(self, rel: str, version: str | None = None) -> bool:
         """Delete ``rel`` (only if still at ``version``, when given); False if it had changed."""
         return self._call(f"deleting {rel}", lambda: self._files.delete(rel, version))
-
-    def upload(self, local: Path, rel: str) -> str:
-        return self.write_bytes(rel, local.read_bytes())
 
     def download(self, rel: str, local: Path) -> bool:
         data = self.read_bytes(rel)

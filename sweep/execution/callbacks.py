@@ -119,7 +119,7 @@ class Mirror(tune.Callback):
         if record is None:
             return
         if record.status == RUNNING:  # the trial's process ended without recording how
-            if self.lease is not None and self.lease.stopping.is_set():
+            if self.lease.stopping.is_set():  # (_ended returns when there is no lease)
                 record.interrupt()  # stopped on request (`monosweep stop`): the next run resumes it
             elif completed and self.pruning:
                 record.prune()  # stopped by the scheduler at one of its epoch reports

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -16,6 +17,10 @@ from methods.errors import InputError, first_line
 from sweep.storage import Storage
 
 __all__ = ["check_nodes", "connect", "one_line"]
+
+# a node check's answers that judge nothing: the node went away, or did not answer in time
+_GONE = (ray.exceptions.GetTimeoutError, ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
+         ray.exceptions.TaskUnschedulableError)
 
 
 def one_line(err: BaseException) -> str:
@@ -99,16 +104,21 @@ def check_nodes(storage: Storage, timeout: float = 120.0) -> None:
         reads = ray.remote(num_cpus=0, max_retries=0)(_reads)
         answers = [reads.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                    .remote(storage.uri, marker) for n in nodes]
+        fix = ("--storage s3://bucket/prefix, or a folder every node shares at the same path"
+               if not storage.is_s3 else "the same S3 endpoint and credentials on every node")
+        deadline = time.monotonic() + timeout  # one deadline for all nodes, not one per node
         for node, pending in zip(nodes, answers, strict=True):
+            where = f"node {node.get('NodeManagerAddress')}"
             try:
-                answer = ray.get(pending, timeout=timeout)
-            except ray.exceptions.RayError:  # the node went away meanwhile, or did not answer: nothing to judge
+                answer = ray.get(pending, timeout=max(0.0, deadline - time.monotonic()))
+            except _GONE:  # the node went away meanwhile, or did not answer in time: nothing to judge
                 continue
+            except ray.exceptions.RayTaskError as err:  # it answered, with an error: it cannot read the storage
+                raise InputError(f"{where} cannot read the sweep's storage {storage.uri} "
+                                 f"({first_line(getattr(err, 'cause', None) or err)}): use {fix}") from None
             if answer != token:
-                fix = ("--storage s3://bucket/prefix, or a folder every node shares at the same path"
-                       if not storage.is_s3 else "the same S3 endpoint and credentials on every node")
                 seen = "nothing" if answer is None else "something else"
-                raise InputError(f"node {node.get('NodeManagerAddress')} does not see the sweep's storage "
-                                 f"{storage.uri} (a marker written there reads {seen} on that node): use {fix}")
+                raise InputError(f"{where} does not see the sweep's storage {storage.uri} "
+                                 f"(a marker written there reads {seen} on that node): use {fix}")
     finally:
         storage.delete(marker)

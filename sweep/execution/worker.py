@@ -49,9 +49,10 @@ class _Fenced:
     def write(self) -> None:
         with self.lock:
             now = generation_of(self.ledger.storage)
-            if now is not None and now != self.fence:
-                raise LeaseLost(f"trial {self.record.id}: its driver's lease (generation {self.fence}) passed to "
-                                f"generation {now}; stopping here, the new driver runs this trial")
+            if now != self.fence:  # passed to another driver, or released (None): this driver has gone
+                whose = "was released" if now is None else f"passed to generation {now}"
+                raise LeaseLost(f"trial {self.record.id}: its driver's lease (generation {self.fence}) {whose}; "
+                                "stopping here, the next driver runs this trial")
             self.ledger.write(self.record)
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from methods.errors import InputError, ServiceError, first_line
-from sweep.storage import Storage, Versioned
+from sweep.storage import Storage, Versioned, env_seconds
 
 __all__ = ["PATH", "STOP_PATH", "TIMEOUT_ENV", "Lease", "LeaseLost", "generation_of", "holder_of", "request_stop"]
 
@@ -79,7 +79,7 @@ class Lease:
 
     def __init__(self, storage: Storage, sweep: str, timeout: float | None = None) -> None:
         self.storage, self.sweep = storage, sweep
-        self.timeout = timeout if timeout is not None else float(os.environ.get(TIMEOUT_ENV, _DEFAULT_TIMEOUT_S))
+        self.timeout = timeout if timeout is not None else env_seconds(TIMEOUT_ENV, _DEFAULT_TIMEOUT_S)
         self.beat = max(0.1, self.timeout / 12)  # renewals per timeout: an observer sees one well within it
         self.owner = {"id": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
         self.generation = 0
@@ -190,7 +190,8 @@ class Lease:
                 self.taker = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
                 self.lost.set()
                 return
-            self._read_stop_request()
+            if not self.stopping.is_set():  # (asked once is enough)
+                self._read_stop_request()
 
     def _read_stop_request(self) -> None:
         try:
@@ -198,7 +199,7 @@ class Lease:
         except Exception:  # noqa: BLE001 - storage down: read it next beat
             return
         asked = _parse(request.data) if request is not None else {}
-        if asked.get("driver") == self.owner["id"] and not self.stopping.is_set():
+        if asked.get("driver") == self.owner["id"]:
             self.stopper = f"pid {asked.get('pid', '?')} on {asked.get('host', '?')}"
             self.stopping.set()
 

@@ -34,6 +34,15 @@ class UnsafeRecord(ValueError):
     """A record whose id or paths do not belong to it."""
 
 
+def _known(cls: type, data: Any) -> dict[str, Any]:
+    """The entries of ``data`` that ``cls`` has fields for (a newer version may write more); TypeError if
+    ``data`` is not a JSON object."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} is not a JSON object")
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 @dataclass
 class Checkpoint:
     epoch: int
@@ -56,8 +65,7 @@ class Attempt:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Attempt:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = _known(cls, data)
         if values.get("result") is not None:
             values["result"] = TrialResult.from_dict(values["result"])
         return cls(**values)
@@ -144,14 +152,10 @@ class TrialRecord:
         """Read a record (the id its file ``name`` gives, when known); keys this version does not know
         (written by a newer one) are left out. ValueError if it is not a record, UnsafeRecord if it does
         not belong where it is."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = _known(cls, json.loads(text))
         if values.get("result") is not None:
             values["result"] = TrialResult.from_dict(values["result"])
-        values["checkpoints"] = [Checkpoint(**c) for c in values.get("checkpoints") or []]
+        values["checkpoints"] = [Checkpoint(**_known(Checkpoint, c)) for c in values.get("checkpoints") or []]
         values["history"] = [Attempt.from_dict(a) for a in values.get("history") or []]
         record = cls(**values)
         record._check(name)

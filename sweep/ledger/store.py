@@ -21,7 +21,7 @@ from pathlib import Path
 from methods.trial.reporter import CHECKPOINT_FILE
 from sweep.ledger.cache import RecordCache
 from sweep.ledger.records import ID, TrialRecord, UnsafeRecord
-from sweep.storage import Storage
+from sweep.storage import Storage, Versioned
 
 __all__ = ["Ledger"]
 
@@ -43,23 +43,27 @@ class Ledger:
 
     def read(self, trial_id: str) -> TrialRecord | None:
         """The trial's record; None if there is none, or if it could not be read (then it is moved aside)."""
-        text = self.storage.read_bytes(self._record(trial_id))
-        return None if text is None else self._parse(trial_id, text)
+        found = self.storage.read(self._record(trial_id))
+        return None if found is None else self._parse(trial_id, found)
 
-    def _parse(self, trial_id: str, text: bytes) -> TrialRecord | None:
+    def _parse(self, trial_id: str, found: Versioned) -> TrialRecord | None:
         rel = self._record(trial_id)
         try:
-            return TrialRecord.from_json(text.decode(), trial_id)
+            return TrialRecord.from_json(found.data.decode(), trial_id)
         except UnsafeRecord as err:
-            self._quarantine(rel, text, str(err))
+            self._quarantine(rel, found, str(err))
         except (ValueError, TypeError) as err:  # not JSON, not UTF-8, or not a record
-            self._quarantine(rel, text, f"unreadable ({type(err).__name__}: {str(err)[:80]})")
+            self._quarantine(rel, found, f"unreadable ({type(err).__name__}: {str(err)[:80]})")
         return None
 
-    def _quarantine(self, rel: str, data: bytes, why: str) -> None:
+    def _quarantine(self, rel: str, found: Versioned, why: str) -> None:
+        """Move the unreadable ``found`` aside; only if it is still what was read (its trial may have
+        rewritten it meanwhile: then the new one stays and is read next time)."""
         aside = f"quarantine/{Path(rel).name}.{int(time.time())}"
-        self.storage.write_bytes(aside, data)
-        self.storage.delete(rel)
+        self.storage.write_bytes(aside, found.data)
+        if not self.storage.delete(rel, found.version):
+            self.storage.delete(aside)
+            return
         log.warning("[monosweep] warning: %s in %s: moved to %s; its trial counts as not started",
                     why, self.storage.path(rel), aside)
 
@@ -73,14 +77,14 @@ class Ledger:
             version = listing[trial_id]
             cached = cache is not None and version is not None and ID.match(trial_id) is not None  # (a name is a path)
             data = cache.get(trial_id, version) if cached else None
-            if data is None:
+            found = Versioned(data, version) if data is not None and version is not None else None
+            if found is None:
                 found = self.storage.read(self._record(trial_id))
                 if found is None:
                     return None
-                data = found.data
                 if cached and found.version:
-                    cache.put(trial_id, found.version, data)
-            return self._parse(trial_id, data)
+                    cache.put(trial_id, found.version, found.data)
+            return self._parse(trial_id, found)
 
         with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="monosweep-ledger") as pool:
             records = list(pool.map(load, sorted(listing)))

@@ -21,6 +21,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from methods.errors import InputError
+from sweep.storage import Storage
 from tests.support import REPO
 from tests.support.proxy import FaultyProxy
 from tests.support.ray_nodes import RayNodes
@@ -281,6 +283,25 @@ def test_local_storage_that_a_node_cannot_see_is_refused_before_anything_runs(tm
     assert last.startswith("monosweep run: error: node ") and "does not see the sweep's storage" in last
     assert "use --storage s3://bucket/prefix" in last
     assert not (results / "split" / "trials").exists()  # nothing was submitted
+
+
+def test_a_node_whose_storage_read_fails_is_named_in_one_line(tmp_path: Path) -> None:
+    """The node check tells a node that answers with an error (here its workers' storage settings are
+    wrong) from one that is gone: the error is said, not taken for a node that went away."""
+    import ray
+
+    from sweep.execution.session import check_nodes
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False,
+             runtime_env={"env_vars": {"MONOSWEEP_STORAGE_RETRY_S": "soon"}})  # the workers' environment only
+    try:
+        with pytest.raises(InputError) as raised:
+            check_nodes(Storage(str(tmp_path / "results")), timeout=60)
+    finally:
+        ray.shutdown()
+    message = str(raised.value)
+    assert message.startswith("node ") and "cannot read the sweep's storage" in message
+    assert "$MONOSWEEP_STORAGE_RETRY_S='soon' is not a number of seconds" in message and "\n" not in message
 
 
 def test_a_sweep_survives_a_worker_node_killed_every_few_seconds(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sweep.ledger.records import TrialRecord
 from sweep.ledger.store import Ledger
 from sweep.storage import RETRY_ENV, Storage, StorageUnavailable
 from tests.support.proxy import FaultyProxy
-from tests.support.sweeps import cli, noop_spec
+from tests.support.sweeps import cli, noop_spec, sweep_env
 
 
 @pytest.fixture
@@ -126,6 +126,42 @@ def test_a_record_that_cannot_be_trusted_is_moved_aside_in_one_line(
     assert aside.startswith("0123456789ab.json.") and storage.read_text(f"quarantine/{aside}") == text
     (line,) = [r.getMessage() for r in caplog.records if r.name == "monosweep.ledger"]
     assert why in line and "moved to quarantine/" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_record_rewritten_after_it_was_read_unreadable_stays_in_place(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Its trial may rewrite it between the read and the move aside: the new record must survive."""
+    if kind == "s3":
+        request.getfixturevalue("s3_proxy")
+    storage = Storage(str(tmp_path) if kind == "local" else "s3://sweeps/rewritten")
+    storage.write_text("trials/0123456789ab.json", "")
+    torn = storage.read("trials/0123456789ab.json")
+    good = _record().to_json()
+    storage.write_text("trials/0123456789ab.json", good)  # the trial writes it again, meanwhile
+    assert torn is not None and Ledger(storage)._parse("0123456789ab", torn) is None
+    assert storage.read_text("trials/0123456789ab.json") == good and storage.list("quarantine") == []
+    assert Ledger(storage).read("0123456789ab") is not None
+
+
+def test_a_record_from_a_newer_version_is_read_and_one_with_a_bad_checkpoint_entry_is_not() -> None:
+    data = json.loads(_record(checkpoint="checkpoints/0123456789ab/1/checkpoint.pt").to_json())
+    data["checkpoints"] = [{"epoch": 1, "path": "checkpoints/0123456789ab/1/checkpoint.pt", "sha256": None,
+                            "size": 12}]  # a key a newer version may add
+    assert TrialRecord.from_json(json.dumps(data), "0123456789ab").checkpoints[0].epoch == 1
+    data["checkpoints"] = ["checkpoints/0123456789ab/1/checkpoint.pt"]
+    with pytest.raises(TypeError, match="Checkpoint is not a JSON object"):
+        TrialRecord.from_json(json.dumps(data), "0123456789ab")
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_time_setting_that_is_not_seconds_is_one_line(tmp_path: Path, value: str) -> None:
+    spec = noop_spec(tmp_path / "s.yaml", "env", [0], tmp_path / "results")
+    done = cli("run", str(spec), env=sweep_env(MONOSWEEP_LEASE_TIMEOUT_S=value), timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        f"$MONOSWEEP_LEASE_TIMEOUT_S={value!r} is not a number of seconds: unset it or give e.g. 60")
 
 
 def test_a_record_round_trips_byte_identically_with_its_checkpoint_digests() -> None:
