@@ -176,3 +176,13 @@ def test_plan_prints_the_gpu_hours_of_a_paper_scale_grid(tmp_path: Path, capsys:
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("compute:"))
     hours = float(line.split("~")[1].split()[0].replace(",", ""))
     assert 1.0 < hours < 20.0 and "at 100 TFLOP/s" in line  # two paper-protocol RotNet trials: a few GPU-hours
+
+
+def test_plans_table_per_axis_counts_values_as_the_trials_hold_them(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``lr: [1]`` is the trials' 1.0: the per-axis table must count it (it once showed 0)."""
+    path = _write(tmp_path, "name: axes\ngrid: {method: [rotnet], lr: [1, 0.5], seed: [0, 1]}\n"
+                            "fixed: {probe_data: demo}\n")
+    assert main(["plan", str(path), "--storage", str(tmp_path / "r")]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("lr ")]
+    assert rows == [["lr", "1", "2", "0", "2"], ["lr", "0.5", "2", "0", "2"]]
