@@ -1,15 +1,19 @@
-"""Fixtures: the offline CIFAR-10 export (read in place from its tar) and real servers on 127.0.0.1."""
+"""Fixtures: the offline CIFAR-10 export (read in place from its tar) and real servers on 127.0.0.1; the
+science tests' trunks trained in the background from the session's start (``tests/support/science.py``)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support import REPO
+from methods import TrialResult
+from tests.support import REPO, science
 from tests.support.servers import MlflowServer, moto_s3
 
 CIFAR_TAR_CANDIDATES = (
@@ -18,6 +22,40 @@ CIFAR_TAR_CANDIDATES = (
 )
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+SCIENCE = "tests/methods/trial/test_science.py"
+_science_run = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
+
+
+def _find_cifar() -> Path | None:
+    return next((Path(c) for c in CIFAR_TAR_CANDIDATES if c and Path(c).is_file()), None)
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The science tests go last, their trunks training meanwhile in a process of their own."""
+    chosen = [item for item in items if item.nodeid.startswith(SCIENCE)]
+    cifar = _find_cifar()
+    if not chosen or cifar is None or config.option.collectonly:
+        return
+    items[:] = [item for item in items if item not in chosen] + chosen
+    out = Path(tempfile.mkdtemp(prefix="monosweep-science-")) / "trunks.json"
+    threads = 2 if len(chosen) == len(items) else 1  # alone: both cores; beside the suite: one
+    config.stash[_science_run] = (science.start(cifar, out, threads), out)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(_science_run, None)
+    if run is not None and run[0].poll() is None:
+        run[0].kill()
+
+
+@pytest.fixture(scope="session")
+def science_trunks(request: pytest.FixtureRequest, cifar_tar: Path) -> dict[str, list[TrialResult]]:
+    """The results of ``science.TRUNKS`` from the background process (started at collection)."""
+    run = request.config.stash.get(_science_run, None)
+    if run is None:  # (not started at collection, e.g. selected by a keyword after it): train here
+        return science.train(cifar_tar)
+    return science.collect(*run)
 
 
 @pytest.fixture
@@ -40,7 +78,7 @@ def mlflow_server(s3_server: dict[str, str], tmp_path: Path) -> Iterator[MlflowS
 
 @pytest.fixture(scope="session")
 def cifar_tar() -> Path:
-    for candidate in CIFAR_TAR_CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
+    found = _find_cifar()
+    if found is not None:
+        return found
     pytest.skip("offline CIFAR-10 tar not found (set MONOSWEEP_CIFAR10_TAR or keep ../shared beside the repo)")
