@@ -68,8 +68,11 @@ def _digest(data: bytes) -> str:
 
 def _transient(err: BaseException) -> bool:
     """Whether a fault may pass if we wait (everything else is an answer: missing, refused, wrong)."""
-    from botocore.exceptions import ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
+    try:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+    except ImportError:  # no boto3 (e.g. the GPU kit): local storage only, where only some OSErrors pass
+        return isinstance(err, OSError) and err.errno in _TRANSIENT_ERRNOS
 
     if isinstance(err, BotoConnectionError | HTTPClientError):
         return True
