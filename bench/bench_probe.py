@@ -42,7 +42,8 @@ from _timing import parser as bench_parser
 from methods.data.labelled import LabelledData, Split, load_labelled
 from methods.probe import ProbeHeads, _features, pooled_sides
 from methods.trial.inputs import pick_device
-from methods.trunk.alexnet import TAPS, AlexNet
+from methods.trunk.alexnet import AlexNet
+from methods.trunk.arch import TAPS
 
 REPO = Path(__file__).resolve().parents[1]
 Sides = Mapping[str, tuple[int, int]]

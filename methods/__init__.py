@@ -21,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from methods._lazy import lazy
     from methods.errors import InputError
     from methods.method import Diverged, Method
     from methods.registry import METHODS, get_method, list_methods, register
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from methods.trial.run import run_trial
 
 _PUBLIC = {
-    "InputError": "methods.errors",
+    "InputError": "methods.errors", "lazy": "methods._lazy",
     "Diverged": "methods.method", "Method": "methods.method",
     "get_method": "methods.registry", "list_methods": "methods.registry", "register": "methods.registry",
     "MethodOptions": "methods.trial.config", "ResolvedConfig": "methods.trial.config",
@@ -38,7 +39,8 @@ _PUBLIC = {
     "Reporter": "methods.trial.reporter", "TrialResult": "methods.trial.result", "run_trial": "methods.trial.run",
 }
 __all__ = ["METHODS", "Diverged", "InputError", "Method", "MethodOptions", "Reporter", "ResolvedConfig",
-           "TrainingDefaults", "TrialConfig", "TrialResult", "get_method", "list_methods", "register", "run_trial"]
+           "TrainingDefaults", "TrialConfig", "TrialResult", "get_method", "lazy", "list_methods", "register",
+           "run_trial"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,15 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
-import torch
-import torch.nn.functional as F
-
+from methods._lazy import lazy
 from methods.metrics import EPOCH, EPOCH_SECONDS, LR, STEPS, TRAIN
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults
 
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
     from methods.trunk.alexnet import AlexNet
+
+torch, F = lazy("torch"), lazy("torch.nn.functional")
 
 __all__ = ["Diverged", "Method", "TrainsOn"]
 

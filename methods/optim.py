@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import nn
+from methods._lazy import lazy
+
+torch, nn = lazy("torch"), lazy("torch.nn")
 
 __all__ = ["sgd", "step_schedule"]
 

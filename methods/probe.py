@@ -28,7 +28,8 @@ from torch import nn
 
 from methods.data.labelled import LabelledData, Split
 from methods.optim import step_schedule
-from methods.trunk.alexnet import TAPS, AlexNet
+from methods.trunk.alexnet import AlexNet
+from methods.trunk.arch import TAPS
 
 __all__ = ["ProbeSettings", "pooled_sides", "run_probe"]
 

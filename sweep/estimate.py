@@ -1,9 +1,10 @@
 """What a sweep will cost, before it runs: FLOPs per trial from the trunk's own layers, turned into
 GPU-hours at an assumed achieved throughput (``monosweep plan --tflops``).
 
-The trunk's FLOPs are counted, not guessed: every convolution and linear layer of the trunk, hooked on
-one forward pass at the trial's size, adds 2 x its multiply-adds (what torch's FlopCounterMode counts, at
-a fraction of its cost: that one compiles meta kernels on first use, 2 s on 2 cores). The rest is a short
+The trunk's FLOPs are counted, not guessed: every convolution of the trunk's layer table adds 2 x its
+multiply-adds at the trial's size (what torch's FlopCounterMode counts; tests/sweep/test_spec.py checks the
+walk against a forward pass of the real trunk with every conv and linear layer hooked), so a plan loads no
+torch. The rest is a short
 list of stated assumptions: how many trunk passes a method makes per patch (each method's
 ``passes_per_patch``), the size of a probe set named by its path, and the throughput. Measure the
 throughput on your GPU with ``bench/bench_mfu.py`` and pass it in; the default is an H100 at about 20 % of
@@ -16,12 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-import torch
-from torch import nn
-
 from methods import registry
 from methods.trial.config import ResolvedConfig
-from methods.trunk.alexnet import AlexNet
+from methods.trunk.arch import ARCHS, POOLED
 
 __all__ = ["DEFAULT_TFLOPS", "Cost", "sweep_hours", "trial_cost"]
 
@@ -48,24 +46,16 @@ class Cost:
 
 @cache
 def _forward_flops(arch: str, size: int, head_hidden: int) -> float:
-    """FLOPs of one forward pass of the trunk (and a two-hidden-layer head) on one image."""
-    trunk = AlexNet(arch).eval()
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += 2 * out.numel() * per_output
-        elif isinstance(module, nn.Linear):
-            total += 2 * out.numel() * module.in_features
-
-    hooks = [m.register_forward_hook(count) for m in trunk.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        out = trunk(torch.zeros(1, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    width = out.flatten(1).shape[1]
+    """FLOPs of one forward pass of the trunk (and a two-hidden-layer head) on one image: 2 x the multiply-adds
+    of every conv, walked through the trunk's layer table (its max-pools included)."""
+    total, channels, side = 0, 3, size
+    for i, (out, kernel, stride, pad) in enumerate(ARCHS[arch]):
+        side = (side + 2 * pad - kernel) // stride + 1
+        total += 2 * side * side * out * channels * kernel * kernel
+        channels = out
+        if i in POOLED:
+            side = (side - 3) // 2 + 1
+    width = channels * side * side  # pool5, what the heads read
     head = 2 * (width * head_hidden + head_hidden * head_hidden) if head_hidden else 0
     return float(total + head)
 

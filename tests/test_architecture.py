@@ -15,8 +15,9 @@ from tests.support import REPO
 PACKAGES = ("methods", "sweep")
 SOURCES = sorted(p for package in PACKAGES for p in (REPO / package).rglob("*.py"))
 # Where a module is loaded by its name: the method registry (built-ins and plugins), the command table of
-# `monosweep`, and the lazy public names of `methods` and `sweep`.
-BY_NAME = {"methods/registry.py", "methods/__init__.py", "sweep/__init__.py", "sweep/cli.py"}
+# `monosweep`, the lazy public names of `methods` and `sweep`, and `lazy` (torch bound at a module's top,
+# loaded on first use).
+BY_NAME = {"methods/registry.py", "methods/__init__.py", "sweep/__init__.py", "sweep/cli.py", "methods/_lazy.py"}
 HEAVY = ("torch", "numba", "triton", "torchvision", "ray", "mlflow", "optuna", "matplotlib", "pyarrow")
 
 
@@ -58,9 +59,22 @@ def _loaded(code: str) -> list[str]:
 def test_importing_the_packages_and_the_command_line_loads_nothing_heavy() -> None:
     assert _loaded("import methods, sweep, sweep.cli, sweep.ledger.records") == []
     assert _loaded("import sweep.cli\ntry:\n    sweep.cli.main(['--help'])\nexcept SystemExit:\n    pass") == []
+    # the driver of `run` (Ray and Tune, which loads pyarrow): the trial engine loads on the workers
+    assert {"torch", "numba", "triton", "torchvision"}.isdisjoint(_loaded("import sweep.driver"))
 
 
-def test_validate_loads_torch_for_the_methods_and_nothing_else_heavy(tmp_path: Path) -> None:
+def test_validate_reads_every_method_declaration_and_loads_nothing_heavy(tmp_path: Path) -> None:
     code = (f"from sweep.cli import main\nassert main(['validate', {str(REPO / 'examples' / 'quickstart.yaml')!r}, "
-            f"'--storage', {str(tmp_path)!r}]) == 0")
-    assert _loaded(code) == ["torch"]  # (pyarrow only once Tune needs its file system)
+            f"'--storage', {str(tmp_path)!r}]) == 0\nfrom methods import registry\n"
+            "assert set(registry.METHODS) == {'bigan', 'deepcluster', 'random', 'rotnet', 'supervised'}")
+    assert _loaded(code) == []  # not even torch: the declarations bind it lazily (methods/_lazy.py)
+
+
+def test_a_lazy_module_is_imported_on_its_first_attribute_read_and_then_is_the_module() -> None:
+    code = ("from methods._lazy import lazy\nwave, parser = lazy('wave'), lazy('email.parser')\n"
+            "assert 'wave' not in sys.modules and 'email.parser' not in sys.modules\n"
+            "assert wave.open is sys.modules['wave'].open and parser.Parser is sys.modules['email.parser'].Parser\n"
+            "assert 'open' in vars(wave)  # later reads skip the import machinery")
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + code], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

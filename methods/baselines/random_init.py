@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
+from methods._lazy import lazy
 from methods.method import Method
 from methods.registry import register
 from methods.trial.config import MethodOptions, TrainingDefaults
+
+torch = lazy("torch")
 
 __all__ = ["RandomInit"]
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import torch
-
+from methods._lazy import lazy
 from methods.method import Method
 from methods.optim import sgd, step_schedule
 from methods.registry import register
@@ -21,6 +20,8 @@ from methods.trunk.heads import mlp_head
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
     from methods.trunk.alexnet import AlexNet
+
+torch = lazy("torch")
 
 __all__ = ["Supervised"]
 

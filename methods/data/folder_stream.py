@@ -9,17 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from PIL import Image
 
+from methods._lazy import lazy
 from methods.data.sources import IMAGE_SUFFIXES
 from methods.errors import InputError
 from methods.patches.sampling import uniforms
 
+torch = lazy("torch")
+
 __all__ = ["FolderStream"]
 
 
-class _Epoch(torch.utils.data.Dataset):
+class _Epoch:
+    """A map-style data set (what a DataLoader reads: a length and items by index)."""
+
     def __init__(self, files: list[Path], order: torch.Tensor, keys: torch.Tensor, size: int) -> None:
         import torchvision.transforms as T  # (slow to import: only where a folder is streamed)
 

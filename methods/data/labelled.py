@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from methods._lazy import lazy
 from methods.data.sources import IMAGE_SUFFIXES, SAMPLES, load_image_file, load_sample
 from methods.errors import InputError
+
+torch, F = lazy("torch"), lazy("torch.nn.functional")
 
 __all__ = ["LabelledData", "Split", "load_labelled", "locate_labelled", "random_resized_crops"]
 
@@ -146,7 +147,9 @@ class Split:
             yield x.to(device, non_blocking=True).float().div_(255.0), y.to(device)
 
 
-class _FileDataset(torch.utils.data.Dataset):
+class _FileDataset:
+    """A map-style data set (what a DataLoader reads: a length and items by index)."""
+
     def __init__(self, files: list[Path], labels: torch.Tensor, transform: object) -> None:
         self.files, self.labels, self.transform = files, labels, transform
 

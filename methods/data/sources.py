@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
+from methods._lazy import lazy
 from methods.errors import InputError
+
+torch = lazy("torch")
 
 __all__ = ["IMAGE_SUFFIXES", "SAMPLES", "SourceImage", "load_image_file", "resolve_sources"]
 

@@ -12,9 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
+from methods._lazy import lazy
 from methods.patches.augment import FULL
+
+torch = lazy("torch")
 
 __all__ = ["PatchParams", "PatchRecipe", "sample_params", "uniforms"]
 

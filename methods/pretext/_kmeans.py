@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from methods._lazy import lazy
+
+torch = lazy("torch")
 
 __all__ = ["KMeansResult", "kmeans", "l2_normalise", "nmi", "pca_whiten"]
 

@@ -21,21 +21,22 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-import torch
 from pydantic import Field
-from torch import nn
 
+from methods._lazy import lazy
 from methods.errors import InputError
 from methods.method import Method
 from methods.optim import sgd
 from methods.pretext._kmeans import kmeans, l2_normalise, nmi, pca_whiten
 from methods.registry import register
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, check_field
-from methods.trunk.alexnet import init_weights
+from methods.trunk.arch import init_weights
 
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
     from methods.trunk.alexnet import AlexNet
+
+torch, nn = lazy("torch"), lazy("torch.nn")
 
 __all__ = ["DeepCluster", "DeepClusterOptions", "uniform_over_clusters"]
 

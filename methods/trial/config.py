@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 from methods import registry
 from methods.errors import InputError
 from methods.patches.augment import parse_augment
-from methods.trunk.alexnet import ARCHS, MIN_INPUT_SIZE
+from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE
 
 __all__ = ["DEFAULT_METHOD", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig", "TrainingDefaults",
            "TrialConfig", "check_field", "float_fields", "option_fields", "trial_fields"]

@@ -6,14 +6,15 @@ What ``monosweep validate`` runs for every trial of a sweep, so it reads headers
 
 from __future__ import annotations
 
-import torch
-
 from methods import registry
+from methods._lazy import lazy
 from methods.data.folder_stream import FolderStream
 from methods.data.labelled import locate_labelled
 from methods.data.sources import resolve_sources
 from methods.errors import InputError
 from methods.trial.config import ResolvedConfig
+
+torch = lazy("torch")
 
 __all__ = ["check_inputs", "pick_device"]
 
@@ -43,4 +44,5 @@ def check_inputs(cfg: ResolvedConfig) -> None:
     elif trains_on == "labelled":
         locate_labelled(cfg.train_data)
     locate_labelled(cfg.probe_data)
-    pick_device(cfg.device)
+    if cfg.device not in ("auto", "cpu"):  # (those two are always there: no torch needed to say so)
+        pick_device(cfg.device)

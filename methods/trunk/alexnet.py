@@ -8,45 +8,15 @@ a conv's ReLU, before any pooling, which is where the paper's probes attach.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from methods.errors import InputError
-from methods.metrics import LAYERS
+from methods.trunk.arch import ARCHS, IMAGENET_MEAN, IMAGENET_STD, MIN_INPUT_SIZE, POOLED, TAPS, init_weights
 
-__all__ = ["ARCHS", "MIN_INPUT_SIZE", "TAPS", "AlexNet", "init_weights"]
-
-# (out_channels, kernel, stride, padding) per conv; a 3x3/2 max-pool follows conv1, conv2 and conv5.
-ARCHS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
-    "big": ((96, 11, 4, 2), (256, 5, 1, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1)),
-    "small": ((64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)),
-}
-TAPS = LAYERS
-_POOLED = {0, 1, 4}
-# Below 63 px the three max-pools leave no pixel for pool5.
-MIN_INPUT_SIZE = 63
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def init_weights(module: nn.Module) -> None:
-    """Reference initialisation: conv N(0, sqrt(2 / (k*k*out))), linear N(0, 0.01), zero biases."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d) and m.weight.requires_grad:
-            fan = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+__all__ = ["AlexNet", "Sobel"]
 
 
 class Sobel(nn.Module):
@@ -116,7 +86,7 @@ class AlexNet(nn.Module):
             x = conv(x)
             if TAPS[i] in names:
                 out[TAPS[i]] = x
-            if i in _POOLED:
+            if i in POOLED:
                 x = self.pool(x)
         return out
 
@@ -124,7 +94,7 @@ class AlexNet(nn.Module):
         x = self._stem(x)
         for i, conv in enumerate(self.convs):
             x = conv(x)
-            if i in _POOLED:
+            if i in POOLED:
                 x = self.pool(x)
         return torch.flatten(x, 1)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from torch import nn
+from methods._lazy import lazy
+from methods.trunk.arch import init_weights
 
-from methods.trunk.alexnet import init_weights
+nn = lazy("torch.nn")
 
 __all__ = ["mlp_head"]
 

@@ -20,21 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 from ray import tune
 
-from methods import registry
+from methods import lazy, registry
 from methods.metrics import EPOCH
 from methods.trial.config import TrialConfig
 from methods.trial.reporter import CHECKPOINT_FILE, TRUNK_FILE
 from methods.trial.result import TrialResult
-from methods.trial.run import run_trial
 from sweep.execution import messages
 from sweep.execution.session import one_line
 from sweep.ledger.lease import LeaseLost, generation_of
 from sweep.ledger.records import TrialRecord
 from sweep.ledger.store import Ledger, log
 from sweep.storage import Storage
+
+# The trial engine (torch, the patch generator's numba and Triton kernels) is loaded where a trial runs, not
+# in the driver, which imports this module only to hand `trainable` to Tune.
+torch, trial = lazy("torch"), lazy("methods.trial.run")
 
 __all__ = ["trainable"]
 
@@ -145,7 +147,7 @@ def trainable(tune_config: dict[str, Any]) -> None:
         watchdog.start()
         recorder = _Recorder(fenced, watchdog)
         try:
-            result = run_trial(config, report=recorder, resume_from=folder if resumed_after is not None else None)
+            result = trial.run_trial(config, report=recorder, resume_from=folder if resumed_after is not None else None)
         except LeaseLost:
             raise
         except Exception as err:  # (Tune stopping a trial ends it otherwise: see callbacks.Mirror)

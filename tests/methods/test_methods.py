@@ -8,7 +8,7 @@ import torch
 from methods import METHODS, InputError, TrialConfig, get_method, list_methods, run_trial
 from methods.pretext.rotnet import RotNet, rotations
 from methods.trial.reporter import CHECKPOINT_FILE, TRUNK_FILE
-from methods.trunk.alexnet import TAPS
+from methods.trunk.arch import TAPS
 from tests.support.configs import Recorder, build_method, failing, poisoning, tiny
 
 

@@ -6,13 +6,14 @@ method needs no edit elsewhere. Loaded through $MONOSWEEP_PLUGINS.
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
-from methods import Method, MethodOptions, TrainingDefaults, register
+from methods import Method, MethodOptions, TrainingDefaults, lazy, register
 from methods.optim import sgd
 from methods.trial.config import check_field
 from methods.trunk.heads import mlp_head
+
+torch = lazy("torch")  # loaded when the method trains: validating and planning a sweep cost no torch
 
 
 class MirrorOptions(MethodOptions):

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import torch
+from methods import Method, MethodOptions, TrainingDefaults, lazy, register
 
-from methods import Method, MethodOptions, TrainingDefaults, register
+torch = lazy("torch")  # (as the built-in methods do: declaring the method costs no torch)
 
 
 @register

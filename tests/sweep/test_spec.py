@@ -152,17 +152,33 @@ fixed: {img_size: 64, patches_per_epoch: 100000, source: samples}
 
 
 def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> None:
+    import torch
+    from torch import nn
+
     from methods import TrialConfig
-    from methods.trunk.alexnet import ARCHS
+    from methods.trunk.alexnet import AlexNet
     from sweep.estimate import _forward_flops, trial_cost
 
-    size, flops, channels = 224, 0.0, 3
-    for i, (out, k, stride, pad) in enumerate(ARCHS["big"]):  # conv MACs by hand; max-pool 3/2 after 1, 2, 5
-        size = (size + 2 * pad - k) // stride + 1
-        flops += 2 * size * size * out * channels * k * k
-        channels = out
-        if i in (0, 1):
-            size = (size - 3) // 2 + 1
+    def hooked(arch: str, size: int) -> float:  # what torch runs: 2 x MACs of every conv and linear layer
+        flops = 0.0
+
+        def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            nonlocal flops
+            if isinstance(module, nn.Conv2d):
+                flops += 2 * out.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            elif isinstance(module, nn.Linear):
+                flops += 2 * out.numel() * module.in_features
+
+        trunk = AlexNet(arch).eval()
+        for module in trunk.modules():
+            module.register_forward_hook(count)
+        with torch.no_grad():
+            trunk(torch.zeros(1, 3, size, size))
+        return flops
+
+    for arch, size in (("big", 224), ("small", 64), ("big", 97)):
+        assert _forward_flops(arch, size, 0) == hooked(arch, size), (arch, size)
+    flops = hooked("big", 224)
     assert _forward_flops("big", 224, 0) == pytest.approx(flops, rel=0.02)
     common = {"probe_epochs": 0, "epochs": 10, "batch_size": 64}
     rotnet, supervised = (trial_cost(TrialConfig(method=m, **common).resolved()) for m in ("rotnet", "supervised"))

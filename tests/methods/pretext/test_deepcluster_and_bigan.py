@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from methods import METHODS, run_trial
-from methods.pretext.bigan import BiGAN, Generator, JointDiscriminator
+from methods.pretext._bigan_nets import Generator, JointDiscriminator
+from methods.pretext.bigan import BiGAN
 from methods.pretext.deepcluster import DeepCluster
 from tests.support.configs import Recorder, build_method, failing, tiny
 

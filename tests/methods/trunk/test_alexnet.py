@@ -5,7 +5,8 @@ import torch
 
 from methods.errors import InputError
 from methods.optim import sgd
-from methods.trunk.alexnet import ARCHS, TAPS, AlexNet
+from methods.trunk.alexnet import AlexNet
+from methods.trunk.arch import ARCHS, TAPS
 from methods.trunk.heads import mlp_head
 
 
