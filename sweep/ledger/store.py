@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from methods.trial.reporter import CHECKPOINT_FILE
+from sweep.ledger import snapshot
 from sweep.ledger.cache import RecordCache
 from sweep.ledger.records import ID, TrialRecord, UnsafeRecord
 from sweep.storage import Storage, Versioned
@@ -68,27 +69,48 @@ class Ledger:
                     why, self.storage.path(rel), aside)
 
     def read_all(self) -> dict[str, TrialRecord]:
-        """Every record, read concurrently; on S3 the ones unchanged since this machine last read them come
-        from the local copy (``ledger/cache.py``), by their ETags in the listing."""
+        """Every record. On S3, by the ETags of one listing: the ones unchanged since this machine last read
+        them come from its local copy (``ledger/cache.py``), many unknown ones from the ledger's snapshot
+        (``ledger/snapshot.py``), the rest are fetched concurrently (and, when that was many, snapshotted
+        for the next reader)."""
         listing = {n.removesuffix(".json"): v for n, v in self.storage.listing("trials").items() if n.endswith(".json")}
-        cache = RecordCache(self.storage.uri) if self.storage.is_s3 else None
-
-        def load(trial_id: str) -> TrialRecord | None:
-            version = listing[trial_id]
-            cached = cache is not None and version is not None and ID.match(trial_id) is not None  # (a name is a path)
-            data = cache.get(trial_id, version) if cached else None
-            found = Versioned(data, version) if data is not None and version is not None else None
-            if found is None:
-                found = self.storage.read(self._record(trial_id))
-                if found is None:
-                    return None
-                if cached and found.version:
-                    cache.put(trial_id, found.version, found.data)
-            return self._parse(trial_id, found)
-
+        found: dict[str, Versioned] = {}
+        if self.storage.is_s3:
+            found = self._known(listing)
+        missing = [trial_id for trial_id in sorted(listing) if trial_id not in found]
         with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="monosweep-ledger") as pool:
-            records = list(pool.map(load, sorted(listing)))
+            fetched = dict(zip(missing, pool.map(lambda trial_id: self.storage.read(self._record(trial_id)), missing),
+                               strict=True))
+        fresh = {trial_id: got for trial_id, got in fetched.items() if got is not None}
+        found.update(fresh)
+        if self.storage.is_s3:
+            cache = RecordCache(self.storage.uri)
+            for trial_id, got in fresh.items():
+                if got.version and ID.match(trial_id):  # (a name is a path)
+                    cache.put(trial_id, got.version, got.data)
+            if len(fresh) >= snapshot.MIN_FETCHES and all(snapshot.vouched(g.data, g.version) for g in fresh.values()):
+                snapshot.save(self.storage, {trial_id: got.data for trial_id, got in found.items()})
+        records = [self._parse(trial_id, found[trial_id]) for trial_id in sorted(found)]
         return {r.id: r for r in records if r is not None}
+
+    def _known(self, listing: dict[str, str | None]) -> dict[str, Versioned]:
+        """The listed records that need no request: this machine's copies, then the snapshot's (when many
+        are unknown here), each only at the version the listing gives now."""
+        cache = RecordCache(self.storage.uri)
+        known: dict[str, Versioned] = {}
+        for trial_id, version in listing.items():
+            data = cache.get(trial_id, version) if version is not None and ID.match(trial_id) else None
+            if data is not None and version is not None:
+                known[trial_id] = Versioned(data, version)
+        if len(listing) - len(known) >= snapshot.MIN_FETCHES:
+            for trial_id, data in snapshot.load(self.storage).items():
+                version = listing.get(trial_id)
+                if trial_id in known or version is None or not snapshot.vouched(data, version):
+                    continue
+                known[trial_id] = Versioned(data, version)
+                if ID.match(trial_id):
+                    cache.put(trial_id, version, data)
+        return known
 
     def write(self, record: TrialRecord) -> None:
         record.updated = time.time()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from methods.errors import InputError
+from sweep.ledger import snapshot
 from sweep.ledger.records import TrialRecord
 from sweep.ledger.store import Ledger
 from sweep.storage import RETRY_ENV, Storage, StorageUnavailable
@@ -207,3 +208,50 @@ def test_s3_records_unchanged_since_the_last_read_come_from_the_local_copy(
     cached.write_bytes(b'"someotheretag"\n{}')  # a local copy the bucket does not vouch for is not used
     fetched.clear()
     assert ledger.read_all()[ids[0]].status == "finished" and fetched == [f"trials/{ids[0]}.json"]
+
+
+def test_a_new_reader_of_many_s3_records_takes_the_ones_the_listing_vouches_for_from_the_snapshot(
+    s3_proxy: FaultyProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage("s3://sweeps/shared")
+    ledger = Ledger(storage)
+    ids = [f"{i:012x}" for i in range(snapshot.MIN_FETCHES + 8)]
+    for trial_id in ids:
+        ledger.write(TrialRecord(trial_id, status="finished", values={"seed": trial_id}))
+    fetched: list[str] = []
+    read = Storage.read
+
+    def counted(self: Storage, rel: str) -> object:
+        fetched.append(rel)
+        return read(self, rel)
+
+    monkeypatch.setattr(Storage, "read", counted)
+
+    def new_machine(name: str) -> dict[str, TrialRecord]:  # a reader with nothing of its own cached
+        monkeypatch.setenv("MONOSWEEP_CACHE_DIR", str(tmp_path / name))
+        fetched.clear()
+        return ledger.read_all()
+
+    first = new_machine("a")  # no snapshot yet: every record fetched, then snapshotted
+    assert sorted(first) == ids and len(fetched) == len(ids) + 1  # (+1: it looked for a snapshot)
+    second = new_machine("b")
+    assert fetched == [snapshot.SNAPSHOT]  # one request instead of 40
+    assert {k: r.to_json() for k, r in second.items()} == {k: r.to_json() for k, r in first.items()}
+
+    changed = second[ids[3]]
+    changed.status = "failed"
+    ledger.write(changed)  # after the snapshot: its copy of this record is stale
+    forged = snapshot.load(storage)
+    forged[ids[5]] = forged[ids[5]].replace(b'"finished"', b'"pruned"')  # bytes the listing's ETag does not match
+    snapshot.save(storage, forged)
+    third = new_machine("c")
+    assert sorted(fetched) == sorted([snapshot.SNAPSHOT, f"trials/{ids[3]}.json", f"trials/{ids[5]}.json"])
+    assert third[ids[3]].status == "failed" and third[ids[5]].status == "finished"
+    assert {r.status for k, r in third.items() if k != ids[3]} == {"finished"}
+
+    storage.write_bytes(snapshot.SNAPSHOT, b"\x1f\x8b not gzip")  # damaged: ignored, everything fetched
+    fourth = new_machine("d")
+    assert len(fetched) == len(ids) + 1 and {k: r.to_json() for k, r in fourth.items()} == {
+        k: r.to_json() for k, r in third.items()}
+    fetched.clear()
+    assert ledger.read_all() == fourth and fetched == []  # (and then from this machine's own copy)
