@@ -1,12 +1,12 @@
 """The contract every training method implements, and the epoch loop they share.
 
-A method is one file (``methods/pretext/``, ``methods/baselines/``, or a plugin) with one ``Method`` subclass
-that declares what the rest of the platform needs to know about it: its ``name``, its own ``Options``
-(defaults and checks), its ``defaults`` for the training fields, what it ``trains_on``, and its cost
-(``passes_per_patch``, for ``monosweep plan``). It owns the trunk it trains, its heads and optimisers. The
-trial calls ``train_epoch`` once per epoch and checkpoints ``state_dict()`` between epochs; everything
-with a ``state_dict`` that the method keeps as an attribute (modules, optimisers, schedulers) is saved and
-restored without per-method code.
+A method is one file (``methods/pretext/``, ``methods/baselines/``, or a plugin) with one ``Method``
+subclass that declares what the rest of the platform needs to know about it: its ``name``, its own
+``Options`` (defaults and checks), its ``defaults`` for the training fields, what it ``trains_on``, its cost
+(``passes_per_patch``, for ``monosweep plan``) and its ``trunk_style``. It owns the trunk it trains, its
+heads and optimisers. The trial calls ``train_epoch`` once per epoch and checkpoints ``state_dict()``
+between epochs; everything with a ``state_dict`` that the method keeps as an attribute (modules, optimisers,
+schedulers) is saved and restored without per-method code.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 from methods._lazy import lazy
 from methods.metrics import EPOCH, EPOCH_SECONDS, LR, STEPS, TRAIN
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults
+from methods.trunk.arch import PLAIN, TrunkStyle
 
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
@@ -49,6 +50,7 @@ class Method(ABC, Generic[OptionsT]):
     defaults: ClassVar[TrainingDefaults]
     trains_on: ClassVar[TrainsOn] = "patches"  # patches of the source photos, a labelled set (train_data)
     passes_per_patch: ClassVar[float] = 1.0  # trunk forward+backward passes per training patch (a forward: 1/3)
+    trunk_style: ClassVar[TrunkStyle] = PLAIN  # how its original builds the AlexNet (activations, conv1's BN)
 
     def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
         self.trunk = trunk

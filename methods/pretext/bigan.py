@@ -1,13 +1,19 @@
 """BiGAN (Donahue et al. 2017): an encoder and a generator against one joint discriminator.
 
-The encoder E is the AlexNet trunk plus a head to a ``latent_dim``-d code (that trunk is what gets
-probed); the generator G maps a uniform latent in [-1, 1]^latent_dim to an image at the trial's size;
-the discriminator D sees pairs (x, E(x)) and (G(z), z) and tells which is which. The objective of
-jeffdonahue/bigan's ImageNet script (``--joint_discrim_weight 1 --encode_gen_weight 1``): D minimises
-the cross-entropy of "real pair" vs "generated pair", E and G minimise it with the labels swapped.
-Adam with lr 2e-4 and beta1 0.5 (that script's ``--momentum``), weight decay 2.5e-5, batch 128; the
-learning rate is constant for the first half of the epochs and decays exponentially to 1 % over the
-second half, as ``--epochs``/``--decay_epochs`` do.
+As jeffdonahue/bigan's ImageNet script (``train_imagenet.sh``) builds it. The encoder E is the AlexNet
+trunk in the original's style (LeakyReLU 0.2, no BatchNorm on conv1; that trunk is what gets probed) and
+one bias-free linear map of its flattened conv5 (no pool5, no FC layers) squashed into the latent's
+range: E(x) = 2 sigmoid(W h) - 1, as the original's ``logits_to_sample`` of a uniform latent. The
+generator G maps a uniform latent in [-1, 1]^latent_dim to a 64 px image; the discriminator D sees pairs
+(x, E(x)) and (G(z), z) at 64 px, z conditioning each of its hidden layers (``_bigan_nets.py``); E reads
+the trial's size, as in the original's high-resolution-encoder variant. The objective of that script
+(``--joint_discrim_weight 1 --encode_gen_weight 1``): D minimises the cross-entropy of "real pair" vs
+"generated pair", E and G minimise it with the labels swapped. Adam with lr 2e-4 and beta1 0.5 (the
+script's ``--momentum``), weight decay 2.5e-5, batch 128; the learning rate is constant for the first half
+of the epochs and decays exponentially to 1 % at the last one, as ``--epochs``/``--decay_epochs`` do.
+Kept different on purpose (docs/methods.md): the trunk's own initialisation (shared with the random
+baseline, so that "beats random" measures training), ungrouped convs and unpadded pools, sequential
+D then E+G steps.
 
 The paper reports that BiGAN fails to converge for N > 1. A non-finite loss or a collapsed
 discriminator (its mean loss over an epoch below ``_COLLAPSE``: it wins outright and G, E get no signal)
@@ -24,13 +30,13 @@ from methods._lazy import lazy
 from methods.method import Diverged, Method
 from methods.registry import register
 from methods.trial.config import MethodOptions, TrainingDefaults, check_field
-from methods.trunk.heads import mlp_head
+from methods.trunk.arch import TrunkStyle
 
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
     from methods.trunk.alexnet import AlexNet
 
-torch, F = lazy("torch"), lazy("torch.nn.functional")
+torch, F, nn = lazy("torch"), lazy("torch.nn.functional"), lazy("torch.nn")
 nets = lazy("methods.pretext._bigan_nets")  # (torch classes: loaded when a BiGAN is built, not declared)
 
 __all__ = ["BiGAN", "BiGANOptions"]
@@ -56,15 +62,21 @@ class BiGAN(Method[BiGANOptions]):
     name = "bigan"
     Options = BiGANOptions
     defaults = TrainingDefaults(epochs=400, batch_size=128, lr=2e-4, momentum=0.5, weight_decay=2.5e-5)
-    passes_per_patch = 2.5  # encoder, generator and joint discriminator
+    passes_per_patch = 2.5  # the encoder at the trial's size; G and D (at 64 px) about as much again and more
+    trunk_style = TrunkStyle(negative_slope=0.2, conv1_bn=False)
 
     def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
         super().__init__(trunk, ctx)
         cfg, latent = self.cfg, self.options.latent_dim
         device = ctx.device
-        self.encoder_head = mlp_head(trunk.output_dim(cfg.img_size), latent, cfg.head_hidden).to(device)
-        self.generator = nets.Generator(latent, cfg.img_size).to(device)
-        self.discriminator = nets.JointDiscriminator(latent, cfg.img_size).to(device)
+        with torch.no_grad():  # the encoder reads conv5 as it is (the original has no pool5)
+            probe = torch.zeros(1, 3, cfg.img_size, cfg.img_size, device=next(trunk.parameters()).device)
+            conv5 = trunk.eval().taps(probe, ("conv5",))["conv5"][0].numel()
+        trunk.train()
+        self.encoder_head = nn.Linear(conv5, latent, bias=False).to(device)
+        nn.init.normal_(self.encoder_head.weight, 0.0, 0.02)  # (the original's LinearPredictor)
+        self.generator = nets.Generator(latent).to(device)
+        self.discriminator = nets.JointDiscriminator(latent).to(device)
         if ctx.cuda:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
@@ -75,11 +87,16 @@ class BiGAN(Method[BiGANOptions]):
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), **adam)
         half = cfg.epochs / 2
 
-        def decay(epoch: int) -> float:  # constant, then exponential decay to 1 % at the last epoch
-            return 1.0 if epoch < half else 0.01 ** ((epoch - half) / max(cfg.epochs - half, 1))
+        def decay(epoch: int) -> float:  # constant, then exponential decay reaching 1 % at the last epoch
+            return 1.0 if epoch < half else 0.01 ** ((epoch - half + 1) / max(cfg.epochs - half, 1))
 
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
         self.d_schedule = torch.optim.lr_scheduler.LambdaLR(self.d_optimizer, decay)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x) in (-1, 1)^latent_dim: the squashed linear map of the trunk's flattened conv5."""
+        features = self.trunk.taps(x, ("conv5",))["conv5"].flatten(1)
+        return torch.sigmoid(self.encoder_head(features)) * 2.0 - 1.0
 
     def end_epoch(self, epoch: int) -> None:
         super().end_epoch(epoch)
@@ -89,7 +106,7 @@ class BiGAN(Method[BiGANOptions]):
         x = self.ctx.prepare(batch)
         z = torch.rand(x.shape[0], self.options.latent_dim, device=x.device) * 2.0 - 1.0
         with self.ctx.autocast():
-            encoded = self.encoder_head(self.trunk(x))
+            encoded = self.encode(x)
             generated = self.ctx.prepare(self.generator(z))
             real = self.discriminator(x, encoded.detach())
             fake = self.discriminator(generated.detach(), z)

@@ -59,10 +59,11 @@ def run_trial(config: TrialConfig | ResolvedConfig, report: Reporter | None = No
     ctx = TrialContext(cfg, device)
 
     torch.manual_seed(cfg.seed)
-    trunk = AlexNet(cfg.arch, sobel=cfg.sobel).to(device)
+    method_class = registry.get_method(cfg.method)
+    trunk = AlexNet(cfg.arch, sobel=cfg.sobel, style=method_class.trunk_style).to(device)
     if ctx.cuda:
         trunk = trunk.to(memory_format=torch.channels_last)
-    method = registry.get_method(cfg.method)(trunk, ctx)
+    method = method_class(trunk, ctx)
 
     start, history = 0, []
     if resume_from is not None:

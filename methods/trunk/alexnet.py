@@ -1,7 +1,8 @@
 """AlexNet trunk with named taps ``conv1..conv5``, as the paper's probe code builds it.
 
 Two widths: ``big`` (96-256-384-384-256, DeepCluster's AlexNet, which the paper's linear-probe code
-loads) and ``small`` (64-192-384-256-256, RotNet's). BatchNorm after every conv, an optional frozen
+loads) and ``small`` (64-192-384-256-256, RotNet's). BatchNorm after every conv (a method's ``TrunkStyle``
+may leave out conv1's and use LeakyReLU, as BiGAN's encoder does), an optional frozen
 Sobel front end (DeepCluster trains with it), and the reference initialisation. A tap is the output of
 a conv's ReLU, before any pooling, which is where the paper's probes attach.
 """
@@ -14,7 +15,17 @@ import torch
 from torch import nn
 
 from methods.errors import InputError
-from methods.trunk.arch import ARCHS, IMAGENET_MEAN, IMAGENET_STD, MIN_INPUT_SIZE, POOLED, TAPS, init_weights
+from methods.trunk.arch import (
+    ARCHS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_INPUT_SIZE,
+    PLAIN,
+    POOLED,
+    TAPS,
+    TrunkStyle,
+    init_weights,
+)
 
 __all__ = ["AlexNet", "Sobel"]
 
@@ -43,7 +54,8 @@ class AlexNet(nn.Module):
     supervised images all enter it the same way.
     """
 
-    def __init__(self, arch: str = "big", sobel: bool = False, bn: bool = True) -> None:
+    def __init__(self, arch: str = "big", sobel: bool = False, bn: bool = True,
+                 style: TrunkStyle = PLAIN) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise InputError(f"unknown arch {arch!r}; known: {', '.join(sorted(ARCHS))}")
@@ -53,11 +65,12 @@ class AlexNet(nn.Module):
         self.sobel = Sobel() if sobel else None
         in_ch = 2 if sobel else 3
         self.convs = nn.ModuleList()
-        for out_ch, k, s, p in ARCHS[arch]:
+        for i, (out_ch, k, s, p) in enumerate(ARCHS[arch]):
             layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, k, s, p, bias=not bn)]
-            if bn:
+            if bn and (i > 0 or style.conv1_bn):
                 layers.append(nn.BatchNorm2d(out_ch))
-            layers.append(nn.ReLU(inplace=True))
+            slope = style.negative_slope
+            layers.append(nn.LeakyReLU(slope, inplace=True) if slope else nn.ReLU(inplace=True))
             self.convs.append(nn.Sequential(*layers))
             in_ch = out_ch
         self.pool = nn.MaxPool2d(3, 2)

@@ -8,13 +8,15 @@ and heads initialise with ``init_weights``, where no trunk is built (``monosweep
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from methods._lazy import lazy
 from methods.metrics import LAYERS
 
 nn = lazy("torch.nn")
 
-__all__ = ["ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "MIN_INPUT_SIZE", "POOLED", "TAPS", "init_weights"]
+__all__ = ["ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "MIN_INPUT_SIZE", "PLAIN", "POOLED", "TAPS", "TrunkStyle",
+           "init_weights"]
 
 # (out_channels, kernel, stride, padding) per conv; a 3x3/2 max-pool follows conv1, conv2 and conv5.
 ARCHS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
@@ -27,6 +29,17 @@ POOLED = frozenset({0, 1, 4})  # the convs a 3x3/2 max-pool follows
 MIN_INPUT_SIZE = 63
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TrunkStyle:
+    """How a method's original builds its AlexNet on the arch's layer table (a method declares its own)."""
+
+    negative_slope: float = 0.0  # 0: ReLU after every conv; BiGAN's encoder: LeakyReLU(0.2)
+    conv1_bn: bool = True  # BiGAN's encoder has no BatchNorm after conv1 (nor a bias: its convs have none)
+
+
+PLAIN = TrunkStyle()  # ReLU and BatchNorm after every conv: RotNet's, DeepCluster's, the baselines'
 
 
 def init_weights(module: nn.Module) -> None:

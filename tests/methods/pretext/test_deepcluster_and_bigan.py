@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from methods import METHODS, run_trial
-from methods.pretext._bigan_nets import Generator, JointDiscriminator
+from methods.pretext._bigan_nets import SIZE, Generator, JointDiscriminator
 from methods.pretext.bigan import BiGAN
 from methods.pretext.deepcluster import DeepCluster
 from tests.support.configs import Recorder, build_method, failing, tiny
@@ -31,14 +31,62 @@ def test_tiny_bigan_has_finite_losses_and_its_encoder_trunk_probes() -> None:
 
 
 @pytest.mark.parametrize("size", [64, 96, 224])
-def test_generator_and_discriminator_work_at_any_trial_size(size: int) -> None:
-    g, d = Generator(16, size).eval(), JointDiscriminator(16, size).eval()
+def test_generator_and_discriminator_work_at_64_px_whatever_the_trial_size(size: int) -> None:
+    g, d = Generator(16).eval(), JointDiscriminator(16).eval()
     z = torch.rand(2, 16) * 2 - 1
     with torch.no_grad():
         x = g(z)
-        logits = d(x, z)
-    assert x.shape == (2, 3, size, size) and float(x.min()) >= 0 and float(x.max()) <= 1
-    assert logits.shape == (2,)
+        assert x.shape == (2, 3, SIZE, SIZE) and float(x.min()) >= 0 and float(x.max()) <= 1
+        real = torch.rand(2, 3, size, size)
+        assert torch.equal(d(real, z), torch.zeros(2))  # the original's logit starts at zero
+        torch.nn.init.normal_(d.logit.weight)
+        assert d(real, z).shape == (2,) and d(x, z).shape == (2,)
+
+
+def test_the_latent_conditions_every_hidden_layer_of_the_generator_and_the_discriminator() -> None:
+    """As ``apply_cond`` in jeffdonahue/bigan: a bias from z before the BatchNorm of every hidden layer."""
+    g, d = Generator(16).eval(), JointDiscriminator(16).eval()
+    assert len(g.conds) == len(g.ups) == 3 and len(d.conds) == len(d.convs) == 3
+    torch.nn.init.normal_(d.logit.weight)
+    x, z = torch.rand(2, 3, 64, 64), torch.rand(2, 16) * 2 - 1
+    with torch.no_grad():
+        before = d(x, z)
+        d.conds[-1].fc.weight.zero_()  # z reaches the last layer: its output moves when that path is cut
+        assert not torch.allclose(before, d(x, z))
+        d.conds[0].fc.weight.zero_()
+        d.conds[1].fc.weight.zero_()
+        assert torch.allclose(d(x, z), d(x, -z))  # ...and only through those layers
+    convs = [m for m in [*g.modules(), *d.modules()] if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    assert len(convs) == 8 and {tuple(m.kernel_size) for m in convs} == {(5, 5)}
+
+
+def test_the_bigan_encoder_is_the_originals() -> None:
+    """LeakyReLU(0.2) trunk without BatchNorm on conv1, one linear map of the flattened conv5 (no pool5),
+    squashed into the uniform latent's (-1, 1); RotNet's trunk keeps ReLU and BatchNorm everywhere."""
+    method = build_method(tiny(method="bigan", img_size=96, patches_per_epoch=64))
+    assert isinstance(method, BiGAN)
+    convs = list(method.trunk.convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in convs[0])
+    assert all(any(isinstance(m, torch.nn.BatchNorm2d) for m in conv) for conv in convs[1:])
+    assert all(isinstance(conv[-1], torch.nn.LeakyReLU) and conv[-1].negative_slope == 0.2 for conv in convs)
+    with torch.no_grad():
+        method.trunk.eval()
+        conv5 = method.trunk.taps(torch.zeros(1, 3, 96, 96), ("conv5",))["conv5"]
+        assert method.encoder_head.in_features == conv5.numel() and method.encoder_head.bias is None
+        torch.nn.init.normal_(method.encoder_head.weight, 0.0, 1.0)  # a wild map: still inside the range
+        encoded = method.encode(torch.rand(8, 3, 96, 96) * 4)
+    assert encoded.shape == (8, 200) and float(encoded.abs().max()) <= 1.0 and float(encoded.abs().max()) > 0.5
+    rotnet = build_method(tiny(method="rotnet"))
+    assert all(isinstance(conv[-1], torch.nn.ReLU) and isinstance(conv[1], torch.nn.BatchNorm2d)
+               for conv in rotnet.trunk.convs)
+
+
+def test_the_bigan_learning_rate_is_constant_for_half_the_epochs_then_reaches_one_percent_at_the_last() -> None:
+    method = build_method(tiny(method="bigan", epochs=6, patches_per_epoch=64))
+    assert isinstance(method, BiGAN)
+    factors = [method.schedule.lr_lambdas[0](epoch) for epoch in range(6)]
+    assert factors[:3] == [1.0, 1.0, 1.0] and factors[-1] == pytest.approx(0.01)
+    assert factors[3] > factors[4] > factors[5]
 
 
 _NAN_BIGAN = failing(BiGAN, "nan-bigan", from_epoch=1, d_loss=float("inf"))
