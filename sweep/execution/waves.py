@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import ray
 from ray import tune
 
 from sweep import search
@@ -22,7 +23,7 @@ from sweep.spec import SweepSpec
 from sweep.storage import Storage
 from sweep.tracking import Tracker
 
-__all__ = ["run_search_wave", "run_wave"]
+__all__ = ["run_search_wave", "run_wave", "shortfall"]
 
 Log = Callable[[str], None]
 
@@ -52,8 +53,20 @@ def settings(spec: SweepSpec, storage: Storage, lease: Lease) -> messages.RunSet
     return messages.RunSettings(storage.uri, lease.generation, spec.timeouts.trial, spec.timeouts.stall)
 
 
+def shortfall(wanted: Mapping[str, float], nodes: list[dict[str, Any]]) -> list[str]:
+    """The resources a trial asks for that no live node has as much of (``nodes`` as ``ray.nodes()`` gives
+    them): such trials wait, silently, until a node that has them joins."""
+    most = {kind: max((n["Resources"].get(kind, 0.0) for n in nodes if n.get("Alive")), default=0.0) for kind in wanted}
+    return [f"{wanted[kind]:g} {kind} (the most any node has: {most[kind]:g})" for kind in sorted(wanted)
+            if wanted[kind] > most[kind]]
+
+
 def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, Any], total: int, log: Log,
          tracker: Tracker, lease: Lease, **tune_options: Any) -> None:
+    short = shortfall({"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}, ray.nodes())
+    if short:
+        log(f"[monosweep] warning: each trial asks for {' and '.join(short)}: its trials wait until a node that "
+            "has them joins (an autoscaler may add one); lower `resources` in the spec to run here")
     mirror = Mirror(tracker, Ledger(storage), lease, log, pruning=tune_options.get("scheduler") is not None)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}),

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from sweep.execution.waves import shortfall
 from sweep.ledger.lease import Lease
 from sweep.storage import Storage
 from tests.support import REPO
@@ -110,3 +111,12 @@ def test_relative_paths_in_a_spec_mean_the_same_to_the_trials_as_to_validate(tmp
     assert done.returncode == 0, done.stderr[-2000:]
     (record,) = [json.loads(b) for b in _records(tmp_path / "results" / "relative").values()]
     assert record["status"] == "finished" and record["config"]["source"] == "./photo.png"
+
+
+def test_a_trial_asking_for_more_than_any_node_has_is_said_before_it_waits() -> None:
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 0.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # (a dead node counts for nothing)
+    assert shortfall({"CPU": 1.0, "GPU": 0.0}, nodes) == []
+    assert shortfall({"CPU": 1.0, "GPU": 0.5}, nodes) == ["0.5 GPU (the most any node has: 0)"]
+    assert shortfall({"CPU": 32.0, "GPU": 0.0}, nodes) == ["32 CPU (the most any node has: 16)"]
+    assert shortfall({"CPU": 1.0}, []) == ["1 CPU (the most any node has: 0)"]
