@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,28 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support import REPO
-from tests.support.servers import MlflowServer, s3_client
+from tests.support.servers import MlflowServer, moto_s3, s3_client
 from tests.support.sweeps import cli, noop_spec, read_records, sweep_env
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+# One S3 server and one MLflow server for the module (each sweep its own experiment): starting them costs
+# ~10 s a test on 2 cores. The outage test stops the server and starts it again on the same database.
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[dict[str, str]]:
+    with moto_s3("sweeps", "mlflow") as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(s3_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow") / "mlflow.db", s3_server)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _runs(uri: str, name: str) -> tuple[Any, list[Any]]:
