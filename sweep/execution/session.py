@@ -8,9 +8,12 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
+from ray._private import ray_constants
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from methods.errors import InputError, first_line
@@ -21,6 +24,21 @@ __all__ = ["check_nodes", "connect", "one_line"]
 # a node check's answers that judge nothing: the node went away, or did not answer in time
 _GONE = (ray.exceptions.GetTimeoutError, ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
          ray.exceptions.TaskUnschedulableError)
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local runtime starts: its node address is 127.0.0.1, so its GCS, raylet and workers listen
+    on 127.0.0.1 only. Ray 2.60 turns a loopback address into the machine's own unless it treats the
+    machine as one that never joins a cluster (what it does on Windows and macOS: the module constant its
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` sets, read when the address is resolved). Put back afterwards: a
+    running runtime keeps its address, and a later ``--address`` join resolves as usual."""
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def one_line(err: BaseException) -> str:
@@ -82,7 +100,8 @@ def connect(address: str | None) -> None:
         else:
             # "local": a runtime of its own, even where `ray start` left a cluster (or RAY_ADDRESS names one),
             # which a bare ray.init() would join; --address auto joins that one on purpose.
-            ray.init(address="local", include_dashboard=False, **kwargs)
+            with _loopback_only():
+                ray.init(address="local", include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as err:  # e.g. --address auto with no cluster on this machine
         raise InputError(f"cannot connect to Ray at {address or 'a new local runtime'}: {one_line(err)}") from None
     _one_line_logs()

@@ -226,21 +226,29 @@ def test_credentials_in_a_tracking_uri_are_never_printed(tmp_path: Path) -> None
     assert "s3cr3t" not in done.stdout + done.stderr
 
 
-def test_the_embedded_ray_is_its_own_and_lets_in_no_client_without_its_token(tmp_path: Path) -> None:
-    """Ray 2.60 turns 127.0.0.1 into the machine's address and its servers listen on every interface, so
-    what keeps others out of the embedded runtime is Ray's token authentication, which monosweep leaves on:
-    a client without the token (another user: another home folder) is refused. And the embedded runtime is
-    a new one even where `ray start` left a cluster running (a bare ray.init() would join that)."""
+def test_the_embedded_ray_listens_on_127_0_0_1_only_is_its_own_and_lets_in_no_client_without_its_token(
+    tmp_path: Path,
+) -> None:
+    """The embedded runtime's servers (GCS, raylet, workers) listen on 127.0.0.1 only; Ray's token
+    authentication, which monosweep leaves on, refuses a client without the token (another user: another
+    home folder) all the same. And the runtime is a new one even where `ray start` left a cluster running
+    (a bare ray.init() would join that)."""
     nodes = RayNodes(sweep_env())
     nodes.start_head()
     probe = f"""
-import os, subprocess, sys
+import os, subprocess, sys, psutil
 from sweep.execution.session import connect
 connect(None)
 import ray
+ray.get(ray.remote(lambda: 1).remote())  # (a worker of its own started too)
 address = ray.get_runtime_context().gcs_address
-print("OWN", not address.endswith(":{nodes.port}"))
-env = {{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}} | {{"HOME": {str(tmp_path)!r}}}
+print("OWN", not address.endswith(":{nodes.port}"), address.split(":")[0])
+ours = psutil.Process().children(recursive=True)
+listening = sorted({{c.laddr.ip for p in ours for c in p.net_connections(kind="inet") if c.status == "LISTEN"}})
+print("LISTEN", ",".join(listening), len(ours))
+# (the client must also treat 127.0.0.1 as its own address, or Ray sends it to the machine's, where nothing listens)
+env = {{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}} | {{"HOME": {str(tmp_path)!r},
+                                                                          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}}
 client = "import ray\\ntry:\\n    ray.init(address=%r)\\n    print('IN')\\nexcept Exception as e:\\n    print('OUT')"
 out = subprocess.run([sys.executable, "-c", client % address], env=env, capture_output=True, text=True, timeout=120)
 print(out.stdout.strip().splitlines()[-1], "InvalidAuthToken" in out.stderr + out.stdout)
@@ -251,7 +259,10 @@ print(out.stdout.strip().splitlines()[-1], "InvalidAuthToken" in out.stderr + ou
     finally:
         nodes.stop()
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "OWN True" in done.stdout  # not the cluster that RAY_ADDRESS and `ray start` point at
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines() if line.startswith(("OWN", "LISTEN")))
+    assert lines["OWN"] == "True 127.0.0.1"  # not the cluster that RAY_ADDRESS and `ray start` point at
+    ips, processes = lines["LISTEN"].split()
+    assert int(processes) >= 3 and set(ips.split(",")) <= {"127.0.0.1", "::ffff:127.0.0.1"}, ips  # never "0.0.0.0"
     verdict = done.stdout.strip().splitlines()[-1]
     assert verdict == "OUT True", verdict  # refused, for want of the token
 
