@@ -130,7 +130,9 @@ def check_nodes(storage: Storage, timeout: float = 120.0) -> None:
             where = f"node {node.get('NodeManagerAddress')}"
             try:
                 answer = ray.get(pending, timeout=max(0.0, deadline - time.monotonic()))
-            except _GONE:  # the node went away meanwhile, or did not answer in time: nothing to judge
+            except _GONE as err:  # the node went away meanwhile, or did not answer in time: nothing to judge
+                print(f"[monosweep] warning: {where} did not answer the storage check ({type(err).__name__}); "
+                      "not judged", file=sys.stderr)
                 continue
             except ray.exceptions.RayTaskError as err:  # it answered, with an error: it cannot read the storage
                 raise InputError(f"{where} cannot read the sweep's storage {storage.uri} "

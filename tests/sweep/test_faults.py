@@ -289,7 +289,7 @@ def test_local_storage_that_a_node_cannot_see_is_refused_before_anything_runs(tm
         done = cli("run", str(spec), "--address", nodes.address, env=sweep_env(RAY_AUTH_MODE="disabled"))
     finally:
         nodes.stop()
-    assert done.returncode == 2
+    assert done.returncode == 2, f"{done.stdout[-1500:]}\n{done.stderr[-3000:]}"
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("monosweep run: error: node ") and "does not see the sweep's storage" in last
     assert "use --storage s3://bucket/prefix" in last
