@@ -176,6 +176,19 @@ def test_a_record_round_trips_byte_identically_with_its_checkpoint_digests() -> 
     assert json.loads(text)["checkpoint"] == "checkpoints/0123456789ab/3/checkpoint.pt"
 
 
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The storage paths this process reads from now on, in order (the reads themselves are real)."""
+    fetched: list[str] = []
+    read = Storage.read
+
+    def counted(self: Storage, rel: str) -> object:
+        fetched.append(rel)
+        return read(self, rel)
+
+    monkeypatch.setattr(Storage, "read", counted)
+    return fetched
+
+
 def test_s3_records_unchanged_since_the_last_read_come_from_the_local_copy(
     s3_proxy: FaultyProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,14 +198,7 @@ def test_s3_records_unchanged_since_the_last_read_come_from_the_local_copy(
     ids = [f"{i:012x}" for i in range(6)]
     for trial_id in ids:
         ledger.write(TrialRecord(trial_id, status="finished", values={"seed": trial_id}))
-    fetched: list[str] = []
-    read = Storage.read
-
-    def counted(self: Storage, rel: str) -> object:
-        fetched.append(rel)
-        return read(self, rel)
-
-    monkeypatch.setattr(Storage, "read", counted)
+    fetched = _count_reads(monkeypatch)
     first = ledger.read_all()
     assert len(fetched) == 6 and sorted(first) == ids
     fetched.clear()
@@ -218,14 +224,7 @@ def test_a_new_reader_of_many_s3_records_takes_the_ones_the_listing_vouches_for_
     ids = [f"{i:012x}" for i in range(snapshot.MIN_FETCHES + 8)]
     for trial_id in ids:
         ledger.write(TrialRecord(trial_id, status="finished", values={"seed": trial_id}))
-    fetched: list[str] = []
-    read = Storage.read
-
-    def counted(self: Storage, rel: str) -> object:
-        fetched.append(rel)
-        return read(self, rel)
-
-    monkeypatch.setattr(Storage, "read", counted)
+    fetched = _count_reads(monkeypatch)
 
     def new_machine(name: str) -> dict[str, TrialRecord]:  # a reader with nothing of its own cached
         monkeypatch.setenv("MONOSWEEP_CACHE_DIR", str(tmp_path / name))
