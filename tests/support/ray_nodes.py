@@ -39,6 +39,7 @@ class RayNodes:
         self.head = self._start(["--head", f"--port={self.port}", f"--num-cpus={cpus}", "--include-dashboard=false",
                                  f"--temp-dir={self.temp_dir}", "--node-ip-address=127.0.0.1"])
         wait_for_port(self.port, timeout=60)
+        self._wait_for(1)  # (the GCS port opens before the head counts itself: a worker's wait would end early)
 
     def add_worker(self, cpus: int = 1, wrapper: Sequence[str] = (), wait: bool = True) -> subprocess.Popen[bytes]:
         """A worker node; ``wrapper`` runs it inside another command (``unshare ...``); ``wait``: until the
@@ -47,16 +48,23 @@ class RayNodes:
         worker = self._start([f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"],
                              wrapper)
         self.workers.append(worker)
-        deadline = time.monotonic() + 60
-        while wait and self.alive() <= before and time.monotonic() < deadline:
-            time.sleep(0.5)
+        if wait:
+            self._wait_for(before + 1)
         return worker
+
+    def _wait_for(self, nodes: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.alive() < nodes:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Ray cluster at {self.address} did not count {nodes} live nodes in {timeout:.0f} s")
+            time.sleep(0.5)
 
     def alive(self) -> int:
         """Live nodes, as the cluster's GCS says."""
         done = subprocess.run([_bin("ray"), "status", f"--address={self.address}"], env=self.env,
                               capture_output=True, text=True, timeout=60)
-        return done.stdout.count("node_")
+        active = done.stdout.partition("Active:")[2].partition("Pending:")[0]  # (not the recent failures)
+        return active.count("node_")
 
     def kill(self, node: subprocess.Popen[bytes]) -> None:
         """SIGKILL the node's whole process tree (its raylet, object store, workers) at once."""
