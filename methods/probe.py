@@ -6,8 +6,9 @@ bit-identical afterwards; each tap is max-pooled to about 9k values with sizes d
 feature maps (so ``big``, ``small`` and any input size work); BatchNorm without affine + Linear per
 layer; summed cross-entropy; SGD with the step schedule 10/20/30 of 36 epochs, rescaled to any length.
 
-When the pooled features of the probe set fit in memory they are extracted once and the heads train
-on the cache (the trunk then runs once per image instead of once per epoch; the protocol's random
+When the pooled features of the probe set are small enough (``probe_cache: auto``, decided from the
+config alone) they are extracted once and the heads train on the cache (the trunk then runs once per
+image instead of once per epoch; the protocol's random
 crop + flip is then replaced by the centre view). Otherwise features are streamed every epoch from
 training images with the protocol's random-resized crop + flip (batched on the device for in-memory
 sets). Evaluation always sees the centre view.
@@ -27,7 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.data.labelled import LabelledData, Split
+from methods.errors import InputError
 from methods.optim import step_schedule
+from methods.trial.config import PROBE_CACHE_LIMIT_BYTES
 from methods.trunk.alexnet import AlexNet
 from methods.trunk.arch import TAPS
 
@@ -100,8 +103,17 @@ def _features(trunk: AlexNet, x: torch.Tensor, sides: Mapping[str, tuple[int, in
 
 
 def _available_bytes(device: torch.device) -> int:
+    """What could be allocated: free device memory, or the kernel's MemAvailable (free pages plus the page
+    cache it can drop; the free pages alone are often a fraction of it on a machine that has read files)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
@@ -127,10 +139,17 @@ class _Cache:
 
 
 def _use_cache(mode: str, data: LabelledData, sides: Mapping[str, tuple[int, int]], device: torch.device) -> bool:
-    if mode != "auto":
-        return mode == "always"
-    dims = sum(c * s * s for c, s in sides.values())
-    return len(data.train) * dims * 2 <= _available_bytes(device) // 2
+    """Whether to cache, from the config alone (``PROBE_CACHE_LIMIT_BYTES``); a cache that does not fit in
+    memory now is refused in one line rather than silently swapped for the streamed protocol."""
+    needed = len(data.train) * sum(c * s * s for c, s in sides.values()) * 2
+    if mode != "always" and (mode == "never" or needed > PROBE_CACHE_LIMIT_BYTES):
+        return False
+    available = _available_bytes(device)
+    if needed > available * 0.8:
+        raise InputError(f"the probe's feature cache needs {needed / 2**30:.1f} GiB but {available / 2**30:.1f} GiB "
+                         f"is available on {device}; set probe_cache: never (streams random crops every epoch, "
+                         f"a different protocol) or probe_train_limit, or free memory")
+    return True
 
 
 def _state(trunk: nn.Module) -> dict[str, torch.Tensor]:

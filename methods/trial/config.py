@@ -29,10 +29,14 @@ from methods.errors import InputError
 from methods.patches.augment import parse_augment
 from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE
 
-__all__ = ["DEFAULT_METHOD", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig", "TrainingDefaults",
-           "TrialConfig", "check_field", "float_fields", "option_fields", "trial_fields"]
+__all__ = ["DEFAULT_METHOD", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig",
+           "TrainingDefaults", "TrialConfig", "check_field", "float_fields", "option_fields", "trial_fields"]
 
 PROBE_CACHE_MODES = ("auto", "always", "never")
+# ``probe_cache: auto`` caches the pooled float16 features of the probe's training split when they take at most
+# this much: a decision from the config alone, so which protocol a probe follows (centre views from the cache,
+# or the streamed random crops) never depends on how much memory the machine had free at that moment.
+PROBE_CACHE_LIMIT_BYTES = 8 * 2**30
 DEFAULT_METHOD = "rotnet"
 _STRICT = ConfigDict(strict=True, frozen=True, extra="forbid")
 
@@ -110,7 +114,8 @@ class _Common(BaseModel):
     probe_train_limit: int | None = _doc("use at most this many probe training images (by seed; default all)",
                                          None)
     probe_val_limit: int | None = _doc("use at most this many held-out images (by seed; default all)", None)
-    probe_cache: str = _doc("cache pooled features once (auto: when they fit in memory), always, never", "auto")
+    probe_cache: str = _doc("cache pooled features once and train on centre views (auto: when they take <= 8 GiB), "
+                           "always, or never (stream the protocol's random crops every epoch)", "auto")
     workers: int = _doc("DataLoader workers for image-folder streams", 2)
     seed: int = _doc("seed of patches, init, data order and subsets", 0)
     device: str = _doc("auto (CUDA when present), cpu, cuda, cuda:N", "auto")

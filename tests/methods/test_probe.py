@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 from typing import Any
 
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 from methods.data.labelled import Split, load_labelled
+from methods.errors import InputError
 from methods.probe import ProbeSettings, _features, pooled_sides, run_probe
 from methods.trunk.alexnet import AlexNet
 
@@ -95,3 +97,31 @@ def test_streamed_probe_trains_on_crops_and_evaluates_centre_views(
     assert train == ({(True, True)} if train_crops else {(False, False)})
     assert {(a, c) for name, a, c in calls if name == "val"} == {(False, False)}
     assert sum(name == "train" for name, _, _ in calls) == (2 if train_crops else 1)
+
+
+def test_auto_caching_is_decided_by_the_config_not_by_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` used to choose between the cached protocol (centre views) and the streamed one (random crops)
+    by the machine's free pages at that moment, so one config could give two results; now the same config
+    follows the same protocol everywhere, and a cache that cannot fit is refused in one line."""
+    import methods.probe as probe
+
+    data = load_labelled("demo", 64, train_limit=64, val_limit=32)
+    sides = pooled_sides(AlexNet("big"), 64)
+    needed = 64 * sum(c * s * s for c, s in sides.values()) * 2
+    monkeypatch.setattr(probe, "_available_bytes", lambda device: 100 * needed)
+    assert probe._use_cache("auto", data, sides, CPU) and not probe._use_cache("never", data, sides, CPU)
+    monkeypatch.setattr(probe, "PROBE_CACHE_LIMIT_BYTES", needed - 1)
+    assert not probe._use_cache("auto", data, sides, CPU)  # above the limit: streamed, however much is free
+    assert probe._use_cache("always", data, sides, CPU)
+    monkeypatch.setattr(probe, "PROBE_CACHE_LIMIT_BYTES", 8 * 2**30)
+    monkeypatch.setattr(probe, "_available_bytes", lambda device: needed // 2)
+    with pytest.raises(InputError) as refused:
+        probe._use_cache("auto", data, sides, CPU)
+    assert "set probe_cache: never" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_available_memory_counts_what_the_kernel_can_reclaim() -> None:
+    import methods.probe as probe
+
+    free_pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert probe._available_bytes(CPU) >= free_pages * 0.9  # MemAvailable >= MemFree (give or take a moment)
