@@ -63,6 +63,18 @@ class Method(ABC, Generic[OptionsT]):
         return cls.trains_on != "nothing"
 
     @classmethod
+    def passes(cls, cfg: ResolvedConfig) -> float:
+        """Trunk passes per training patch of this trial, for ``plan`` (``passes_per_patch`` unless the
+        method's options change it)."""
+        return cls.passes_per_patch
+
+    @classmethod
+    def warnings(cls, cfg: ResolvedConfig) -> list[str]:
+        """What is legal but likely not what a faithful run wants (one line each, saying how to fix it);
+        ``validate``, ``plan`` and ``run`` print them. Never refused: a spec that ran keeps its trial ids."""
+        return []
+
+    @classmethod
     def check_config(cls, cfg: ResolvedConfig) -> None:
         """Checks across fields, before anything runs (a one-line InputError); the options' own checks are
         validators of ``Options``."""

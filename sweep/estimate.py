@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from functools import cache
 
 from methods import registry
-from methods.trial.config import ResolvedConfig
-from methods.trunk.arch import ARCHS, POOLED
+from methods.trial.config import PROBE_CACHE_LIMIT_BYTES, ResolvedConfig
+from methods.trunk.arch import ARCHS, conv_sides, pool5_dim
 
 __all__ = ["DEFAULT_TFLOPS", "Cost", "sweep_hours", "trial_cost"]
 
 DEFAULT_TFLOPS = 200.0  # achieved bf16 TFLOP/s: ~20 % of an H100's dense peak (performance-notes §0)
-# The probe caches pooled features (5 layers x ~9.2k values, bf16) when they fit: say half an 80 GB GPU.
-_POOLED, _CACHE_BYTES = 5 * 9216, 40e9
+_POOLED = 5 * 9216  # pooled values per probe image (5 layers x ~9.2k), cached as 2-byte floats
 # Probe training images when no limit is set, by a word in the probe data's path.
 PROBE_SIZES = {"imagenet": (1_281_167, 50_000), "places": (2_448_873, 20_500), "cifar": (50_000, 10_000),
                "stl": (5_000, 8_000), "demo": (480, 240)}
@@ -48,14 +47,11 @@ class Cost:
 def _forward_flops(arch: str, size: int, head_hidden: int) -> float:
     """FLOPs of one forward pass of the trunk (and a two-hidden-layer head) on one image: 2 x the multiply-adds
     of every conv, walked through the trunk's layer table (its max-pools included)."""
-    total, channels, side = 0, 3, size
-    for i, (out, kernel, stride, pad) in enumerate(ARCHS[arch]):
-        side = (side + 2 * pad - kernel) // stride + 1
+    total, channels = 0, 3
+    for (out, kernel, _, _), side in zip(ARCHS[arch], conv_sides(arch, size), strict=True):
         total += 2 * side * side * out * channels * kernel * kernel
         channels = out
-        if i in POOLED:
-            side = (side - 3) // 2 + 1
-    width = channels * side * side  # pool5, what the heads read
+    width = pool5_dim(arch, size)  # what the heads read
     head = 2 * (width * head_hidden + head_hidden * head_hidden) if head_hidden else 0
     return float(total + head)
 
@@ -69,11 +65,12 @@ def _probe_images(cfg: ResolvedConfig) -> tuple[int, int]:
 def trial_cost(cfg: ResolvedConfig) -> Cost:
     """FLOPs of one trial: pretext training plus the all-layer probe (trunk forwards; the heads are small)."""
     step = 3 * _forward_flops(cfg.arch, cfg.img_size, cfg.head_hidden)  # forward + backward
-    passes = registry.get_method(cfg.method).passes_per_patch  # the method's own figure (its file says why)
+    passes = registry.get_method(cfg.method).passes(cfg)  # the method's own figure (its file says why)
     train = passes * step * cfg.patches_per_epoch * cfg.epochs
     probe_forward = _forward_flops(cfg.arch, cfg.probe_img_size, 0)
     train_images, val_images = _probe_images(cfg)
-    cached = cfg.probe_cache == "always" or (cfg.probe_cache == "auto" and train_images * _POOLED * 2 <= _CACHE_BYTES)
+    small = train_images * _POOLED * 2 <= PROBE_CACHE_LIMIT_BYTES
+    cached = cfg.probe_cache == "always" or (cfg.probe_cache == "auto" and small)
     passes = 1 if cached else cfg.probe_epochs  # cached features: the trunk runs once, not once per epoch
     probes = 1 + max(0, cfg.epochs - 1) // cfg.probe_every if cfg.probe_every else 1
     probe = probe_forward * (train_images * passes + val_images) * probes

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from methods.errors import InputError
+from methods.registry import get_method
 from methods.trial.config import DEFAULT_METHOD, ResolvedConfig, TrialConfig, float_fields
 from methods.trial.inputs import check_inputs
 from sweep.spec import SweepSpec
@@ -80,6 +81,15 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
     if not trials:
         raise InputError(f"{where}: the exclude rules drop every trial of the grid")
     return trials
+
+
+def config_warnings(trials: list[Trial]) -> list[str]:
+    """Each distinct warning the trials' methods give about their configs, with how many trials it concerns."""
+    counts: dict[str, int] = {}
+    for trial in trials:
+        for line in get_method(trial.config.method).warnings(trial.config):
+            counts[f"{trial.config.method}: {line}"] = counts.get(f"{trial.config.method}: {line}", 0) + 1
+    return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in counts.items()]
 
 
 def validate_inputs(trials: list[Trial], where: str = "spec") -> None:

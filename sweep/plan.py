@@ -6,10 +6,11 @@ expanded and checked, the storage reached, the ledger read.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from sweep import search
-from sweep.grid import Trial, expand, validate_inputs
+from sweep.grid import Trial, config_warnings, expand, validate_inputs
 from sweep.ledger.records import DONE, PENDING, TrialRecord
 from sweep.ledger.store import Ledger
 from sweep.spec import SweepSpec
@@ -64,6 +65,8 @@ def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool
         search.check_space(spec, points, where)
     if check_inputs:
         validate_inputs(points, where)
+        for line in config_warnings(points):
+            print(f"[monosweep] warning: {where}: {line}", file=sys.stderr)
     store = Storage(spec.storage_uri(storage))
     store.check()
     return points, store

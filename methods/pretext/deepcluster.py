@@ -1,12 +1,19 @@
 """DeepCluster (Caron et al. 2018): cluster the features, train on the clusters as labels, repeat.
 
-Each epoch, as facebookresearch/deepcluster does: features of the whole data set from the current
-network (eval mode; the output of the FC layers before the top layer, with their last ReLU left out as
-``main.py`` does before ``compute_features``) -> PCA to ``pca_dim`` with
-whitening -> L2 normalisation -> k-means with ``clusters`` centroids -> pseudo-labels -> a sample of
-``patches_per_epoch`` images drawn uniformly over the non-empty clusters -> a freshly initialised top
-layer -> SGD (lr 0.05, momentum 0.9, weight decay 1e-5; the top layer has its own SGD without
-momentum, recreated every epoch). Sobel front end on by default, as in the original ``main.sh``.
+Every ``reassign`` epochs (the original's ``--reassign``; 1 by default, as there), as
+facebookresearch/deepcluster does: features of the whole data set from the current network (eval mode;
+the output of the FC layers before the top layer, with their last ReLU left out as ``main.py`` does
+before ``compute_features``) -> PCA to ``pca_dim`` with whitening -> L2 normalisation -> k-means with
+``clusters`` centroids -> pseudo-labels and a freshly initialised top layer, kept until the next
+clustering. Every epoch: a sample of ``patches_per_epoch`` images drawn uniformly over the non-empty
+clusters -> SGD (lr 0.05, momentum 0.9, weight decay 1e-5; the top layer has its own SGD without
+momentum, recreated with it). Sobel front end on by default, as in the original ``main.sh``.
+
+Scaled down, what the method depends on is the SGD steps between re-clusterings (the original: ~5,000,
+a fresh top layer needs hundreds to learn the new partition) and the patches per cluster (~128 there):
+``reassign`` sets the first, ``clusters`` against ``patches_per_epoch`` the second. PCA must reduce:
+whitening every dimension of the clustered features amplifies the weakest ones as much as the strongest (the
+original keeps 256 of 4,096). ``warnings`` says when a config breaks one of these.
 
 The data set is a fixed set of ``patches_per_epoch`` patches (patch indices 0.. of the generator's
 epoch 0), as in the paper where the single-image data set is generated once; epochs differ by the
@@ -30,7 +37,7 @@ from methods.optim import sgd
 from methods.pretext._kmeans import kmeans, l2_normalise, nmi, pca_whiten
 from methods.registry import register
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, check_field
-from methods.trunk.arch import init_weights
+from methods.trunk.arch import init_weights, pool5_dim
 
 if TYPE_CHECKING:
     from methods.trial.context import TrialContext
@@ -39,6 +46,11 @@ if TYPE_CHECKING:
 torch, nn = lazy("torch"), lazy("torch.nn")
 
 __all__ = ["DeepCluster", "DeepClusterOptions", "uniform_over_clusters"]
+
+# Below these a scaled-down run no longer keeps what the method depends on: faiss' own threshold for points
+# per centroid, and the steps after which a fresh top layer on frozen features reached 36 % pseudo-label
+# accuracy at cpu-small scale (0.9 % after 16, 4 % after 64; chance 1 %).
+MIN_PATCHES_PER_CLUSTER, MIN_STEPS_PER_CLUSTERING = 39, 300
 
 log = logging.getLogger("monosweep.trial")
 
@@ -65,9 +77,12 @@ class DeepClusterOptions(MethodOptions):
     clusters: int = Field(10_000, description="DeepCluster: k of k-means (default 10,000)")
     pca_dim: int = Field(256, description="DeepCluster: PCA-whitened dimensions clustered (default 256)")
     kmeans_iters: int = Field(20, description="DeepCluster: Lloyd iterations per clustering (default 20)")
+    reassign: int = Field(1, description="DeepCluster: epochs between re-clusterings (the original's --reassign, "
+                                         "default 1); keep hundreds of SGD steps between them")
 
     _clusters = check_field("clusters", ok=lambda v: v >= 2, says="{name}={value} is too small")
-    _counts = check_field("pca_dim", "kmeans_iters", ok=lambda v: v >= 1, says="{name}={value} is too small")
+    _counts = check_field("pca_dim", "kmeans_iters", "reassign", ok=lambda v: v >= 1,
+                          says="{name}={value} is too small")
 
 
 @register
@@ -77,14 +92,47 @@ class DeepCluster(Method[DeepClusterOptions]):
     name = "deepcluster"
     Options = DeepClusterOptions
     defaults = TrainingDefaults(epochs=200, batch_size=256, lr=0.05, momentum=0.9, weight_decay=1e-5, sobel=True)
-    passes_per_patch = 1.0 + 1 / 3  # training, plus the epoch's feature pass for k-means
+    passes_per_patch = 1.0 + 1 / 3  # training, plus a feature pass for k-means (every epoch at reassign 1)
+
+    @classmethod
+    def passes(cls, cfg: ResolvedConfig) -> float:
+        return 1.0 + 1 / (3 * cast(DeepClusterOptions, cfg.options).reassign)
+
+    @staticmethod
+    def clustered_dim(cfg: ResolvedConfig) -> int:
+        """Width of the features k-means sees: the classifier's fc7, or pool5 without a classifier."""
+        return cfg.head_hidden if cfg.head_hidden > 0 else pool5_dim(cfg.arch, cfg.img_size)
 
     @classmethod
     def check_config(cls, cfg: ResolvedConfig) -> None:
-        clusters = cast(DeepClusterOptions, cfg.options).clusters
-        if clusters > cfg.patches_per_epoch:
-            raise InputError(f"clusters={clusters} exceeds patches_per_epoch={cfg.patches_per_epoch}: "
+        options = cast(DeepClusterOptions, cfg.options)
+        if options.clusters > cfg.patches_per_epoch:
+            raise InputError(f"clusters={options.clusters} exceeds patches_per_epoch={cfg.patches_per_epoch}: "
                              "k-means needs at least k patches")
+
+    @classmethod
+    def warnings(cls, cfg: ResolvedConfig) -> list[str]:
+        options, said = cast(DeepClusterOptions, cfg.options), []
+        width = cls.clustered_dim(cfg)
+        if options.pca_dim >= width:
+            where = f"fc7, head_hidden={cfg.head_hidden}" if cfg.head_hidden else \
+                f"pool5 of the {cfg.arch} trunk at {cfg.img_size} px, head_hidden=0"
+            said.append(f"pca_dim={options.pca_dim} does not reduce the {width} dims it clusters ({where}): "
+                        f"whitening all of them amplifies the noise as much as the signal; set pca_dim to at most "
+                        f"{width // 2} (the original keeps 256 of 4096) or a wider head_hidden")
+        per_cluster = cfg.patches_per_epoch / options.clusters
+        if per_cluster < MIN_PATCHES_PER_CLUSTER:
+            said.append(f"clusters={options.clusters} leaves {per_cluster:.0f} of patches_per_epoch="
+                        f"{cfg.patches_per_epoch} patches per cluster (faiss warns below {MIN_PATCHES_PER_CLUSTER}; "
+                        f"the original has ~128): set clusters to at most "
+                        f"{max(2, cfg.patches_per_epoch // MIN_PATCHES_PER_CLUSTER)} or more patches_per_epoch")
+        steps = options.reassign * -(-cfg.patches_per_epoch // cfg.batch_size)
+        if cfg.epochs > options.reassign and steps < MIN_STEPS_PER_CLUSTERING:
+            said.append(f"it re-clusters every {steps} SGD steps (reassign={options.reassign} x "
+                        f"{cfg.patches_per_epoch}/{cfg.batch_size}): a fresh top layer needs hundreds of steps "
+                        f"to learn a partition (the original: ~5,000); set reassign to at least "
+                        f"{-(-MIN_STEPS_PER_CLUSTERING * cfg.batch_size // cfg.patches_per_epoch)}")
+        return said
 
     def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
         super().__init__(trunk, ctx)
@@ -99,7 +147,8 @@ class DeepCluster(Method[DeepClusterOptions]):
         init_weights(self.classifier)
         self.feature_dim = hidden if hidden > 0 else dim
         self.optimizer = sgd([trunk, self.classifier], cfg.lr, cfg.momentum, cfg.weight_decay)
-        self.previous: torch.Tensor | None = None  # last epoch's assignment, for the NMI
+        self.previous: torch.Tensor | None = None  # the last clustering's assignment, for the NMI
+        self.labels: torch.Tensor | None = None  # this round's pseudo-labels (a round: `reassign` epochs)
         self._epoch: dict[str, float] = {}
 
     # ------------------------------------------------------------------ clustering
@@ -127,6 +176,17 @@ class DeepCluster(Method[DeepClusterOptions]):
         return torch.cat(parts)
 
     def start_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        if self.labels is None or epoch % self.options.reassign == 0:
+            self._recluster(epoch)
+        else:
+            self._epoch = {"clusters": self._epoch.get("clusters", float(torch.unique(self.labels).numel()))}
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        assert self.labels is not None  # (set by _recluster)
+        self.order = uniform_over_clusters(self.labels, cfg.patches_per_epoch, generator)
+        self.flips = torch.rand(cfg.patches_per_epoch, generator=generator) < 0.5
+
+    def _recluster(self, epoch: int) -> None:
         cfg, options = self.cfg, self.options
         t0 = time.perf_counter()
         features = l2_normalise(pca_whiten(self._features(), options.pca_dim))
@@ -141,11 +201,11 @@ class DeepCluster(Method[DeepClusterOptions]):
         self.previous = result.labels.cpu()
         log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", epoch + 1, nonempty,
                  options.clusters, t1 - t0, t2 - t1)
+        self._new_top_layer()
 
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        self.order = uniform_over_clusters(result.labels, cfg.patches_per_epoch, generator)
-        self.flips = torch.rand(cfg.patches_per_epoch, generator=generator) < 0.5
-        self.top_layer = nn.Linear(self.feature_dim, options.clusters).to(self.ctx.device)
+    def _new_top_layer(self) -> None:
+        cfg = self.cfg
+        self.top_layer = nn.Linear(self.feature_dim, self.options.clusters).to(self.ctx.device)
         init_weights(self.top_layer)
         self.top_optimizer = torch.optim.SGD(self.top_layer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -176,12 +236,22 @@ class DeepCluster(Method[DeepClusterOptions]):
 
     # ------------------------------------------------------------------ checkpoints
     def _stateful(self) -> dict[str, Any]:
-        # The top layer and its optimiser are rebuilt every epoch: not part of the state between epochs.
+        # The top layer and its optimiser belong to the round, saved with its labels (below) when one spans epochs.
         return {k: v for k, v in super()._stateful().items() if k not in ("top_layer", "top_optimizer")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "previous": self.previous}
+        state = {**super().state_dict(), "previous": self.previous}
+        if self.options.reassign > 1 and self.labels is not None:  # a later epoch may continue this round
+            state["round"] = {"labels": self.labels.cpu(), "top_layer": self.top_layer.state_dict(),
+                              "top_optimizer": self.top_optimizer.state_dict()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.previous = state.get("previous")
+        round_state = state.get("round")
+        if round_state is not None:
+            self.labels = round_state["labels"]
+            self._new_top_layer()
+            self.top_layer.load_state_dict(round_state["top_layer"])
+            self.top_optimizer.load_state_dict(round_state["top_optimizer"])

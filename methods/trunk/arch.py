@@ -16,7 +16,7 @@ from methods.metrics import LAYERS
 nn = lazy("torch.nn")
 
 __all__ = ["ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "MIN_INPUT_SIZE", "PLAIN", "POOLED", "TAPS", "TrunkStyle",
-           "init_weights"]
+           "conv_sides", "init_weights", "pool5_dim"]
 
 # (out_channels, kernel, stride, padding) per conv; a 3x3/2 max-pool follows conv1, conv2 and conv5.
 ARCHS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
@@ -40,6 +40,23 @@ class TrunkStyle:
 
 
 PLAIN = TrunkStyle()  # ReLU and BatchNorm after every conv: RotNet's, DeepCluster's, the baselines'
+
+
+def conv_sides(arch: str, size: int) -> list[int]:
+    """The side of each conv's output map for a ``size`` px input (before the pool that may follow it)."""
+    sides, side = [], size
+    for i, (_, kernel, stride, pad) in enumerate(ARCHS[arch]):
+        side = (side + 2 * pad - kernel) // stride + 1
+        sides.append(side)
+        if i in POOLED:
+            side = (side - 3) // 2 + 1
+    return sides
+
+
+def pool5_dim(arch: str, size: int) -> int:
+    """Width of the flattened pool5 output, what the methods' heads read."""
+    side = (conv_sides(arch, size)[-1] - 3) // 2 + 1
+    return ARCHS[arch][-1][0] * side * side
 
 
 def init_weights(module: nn.Module) -> None:

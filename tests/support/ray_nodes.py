@@ -56,7 +56,8 @@ class RayNodes:
         deadline = time.monotonic() + timeout
         while self.alive() < nodes:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the Ray cluster at {self.address} did not count {nodes} live nodes in {timeout:.0f} s")
+                raise TimeoutError(f"the Ray cluster at {self.address} did not count {nodes} live nodes "
+                                   f"in {timeout:.0f} s")
             time.sleep(0.5)
 
     def alive(self) -> int:

@@ -184,6 +184,9 @@ def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> N
     rotnet, supervised = (trial_cost(TrialConfig(method=m, **common).resolved()) for m in ("rotnet", "supervised"))
     assert rotnet.train_flops == pytest.approx(4 * supervised.train_flops)  # four rotations per patch
     assert trial_cost(TrialConfig(method="random").resolved()).train_flops == 0.0
+    every, fourth = (trial_cost(TrialConfig(method="deepcluster", reassign=r, **common).resolved()) for r in (1, 4))
+    assert every.train_flops == pytest.approx((1 + 1 / 3) * supervised.train_flops)  # a feature pass per epoch
+    assert fourth.train_flops == pytest.approx((1 + 1 / 12) * supervised.train_flops)  # one per 4 epochs
 
 
 def test_plan_prints_the_gpu_hours_of_a_paper_scale_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,16 +1,18 @@
 """DeepCluster and BiGAN on the trial engine: tiny runs, divergence as a status, collapse detection."""
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from methods import METHODS, run_trial
+from methods import METHODS, TrialConfig, run_trial
 from methods.pretext._bigan_nets import SIZE, Generator, JointDiscriminator
 from methods.pretext.bigan import BiGAN
 from methods.pretext.deepcluster import DeepCluster
 from tests.support.configs import Recorder, build_method, failing, tiny
+from tests.support.sweeps import cli, sweep_env
 
 
 def test_tiny_deepcluster_keeps_several_clusters_and_probes() -> None:
@@ -139,3 +141,41 @@ def test_deepcluster_clusters_pre_relu_features_and_trains_through_the_relu(monk
     assert math.isfinite(float(metrics["loss"]))
     assert float(inputs[0].min()) == 0.0 and float(inputs[0].max()) > 0.0
     assert isinstance(method.classifier[-1], torch.nn.ReLU) and len(method.state_dict()["classifier"]) == 4
+
+
+def test_deepcluster_re_clusters_every_reassign_epochs_and_keeps_its_labels_between() -> None:
+    recorder = Recorder()
+    result = run_trial(tiny(method="deepcluster", epochs=3, reassign=2, probe_epochs=0, patches_per_epoch=64),
+                       report=recorder)
+    clustered = ["train.kmeans_seconds" in epoch for epoch in result.history]
+    assert clustered == [True, False, True]
+    assert "train.nmi" in result.history[2] and all("train.nmi" not in e for e in result.history[:2])
+    first, second = (c["method"]["round"]["labels"] for c in recorder.checkpoints[:2])
+    assert torch.equal(first, second)  # the round's pseudo-labels and top layer carry over
+    assert not torch.equal(recorder.checkpoints[0]["method"]["round"]["top_layer"]["weight"],
+                           recorder.checkpoints[1]["method"]["round"]["top_layer"]["weight"])  # it kept learning
+
+
+def test_deepcluster_warns_where_a_scaled_down_config_breaks_the_ratios_it_depends_on() -> None:
+    paper = TrialConfig(method="deepcluster").resolved()
+    assert DeepCluster.warnings(paper) == []  # 4096 -> 256, ~128 patches per cluster, ~5,000 steps per clustering
+    small = TrialConfig(method="deepcluster", arch="small", img_size=64, head_hidden=0, clusters=100,
+                        patches_per_epoch=1024, batch_size=64, epochs=24).resolved()
+    said = DeepCluster.warnings(small)
+    assert len(said) == 3 and all("\n" not in line for line in said)
+    assert "pca_dim=256 does not reduce the 256 dims" in said[0] and "at most 128" in said[0]
+    assert "leaves 10 of patches_per_epoch=1024 patches per cluster" in said[1] and "at most 26" in said[1]
+    assert "every 16 SGD steps" in said[2] and "reassign to at least 19" in said[2]
+    fixed = TrialConfig(method="deepcluster", arch="small", img_size=64, head_hidden=0, clusters=16, pca_dim=32,
+                        reassign=20, patches_per_epoch=1024, batch_size=64, epochs=24).resolved()
+    assert DeepCluster.warnings(fixed) == []
+
+
+def test_validate_says_the_warnings_once_per_kind_and_still_accepts_the_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "dc.yaml"
+    spec.write_text("name: dc\ngrid: {seed: [0, 1]}\nfixed: {method: deepcluster, arch: small, img_size: 64, "
+                    "head_hidden: 0, clusters: 100, patches_per_epoch: 1024, batch_size: 64, epochs: 24}\n")
+    done = cli("validate", str(spec), "--storage", str(tmp_path / "results"), env=sweep_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("[monosweep] warning: ")]
+    assert len(warnings) == 3 and all(line.endswith("(2 trials)") for line in warnings)
