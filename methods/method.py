@@ -88,8 +88,10 @@ class Method(ABC, Generic[OptionsT]):
         """The epoch's batches; by default the trial's patches (see ``patch_batches``)."""
         return self.patch_batches(epoch)
 
-    def patch_batches(self, epoch: int, indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-        """The trial's patches of ``epoch`` (its stream, or the patches numbered ``indices``), in batches.
+    def patch_batches(self, epoch: int, indices: torch.Tensor | None = None,
+                      views: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """The trial's patches of ``epoch`` (its stream, or the patches numbered ``indices``, cropped by
+        ``views`` if given: ``methods.patches.sampling.training_views``), in batches.
 
         From the patch generator every batch is rendered into one reused buffer, so a batch is only valid
         until the next one is drawn. That is safe for ``train_epoch``, which drops each batch after its
@@ -100,7 +102,7 @@ class Method(ABC, Generic[OptionsT]):
         source = self.ctx.patches()
         if indices is None:
             return source.epoch_batches(epoch, cfg.batch_size, cfg.patches_per_epoch, reuse=True)
-        return source.batches_at(epoch, indices, cfg.batch_size, reuse=True)
+        return source.batches_at(epoch, indices, cfg.batch_size, reuse=True, views=views)
 
     def start_epoch(self, epoch: int) -> None:
         """Hook before an epoch's steps (DeepCluster re-clusters here)."""

@@ -214,9 +214,11 @@ class PatchGenerator:
         return self.batches_at(epoch, torch.arange(total), batch_size, reuse=reuse)
 
     def batches_at(
-        self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False
+        self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False,
+        views: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Patches number ``indices`` of ``epoch``, in that order, in batches.
+        """Patches number ``indices`` of ``epoch``, in that order, in batches; ``views`` (one per index, see
+        ``PatchParams.view``) crop and flip them in the same resampling.
 
         ``reuse=True`` (the training loop) renders into one buffer that a later batch overwrites: only for
         a consumer that drops each batch before asking for the next. It also renders a group of batches
@@ -227,8 +229,11 @@ class PatchGenerator:
         s = self.recipe.size
         per_group = max(1, self.group_pixels // (batch_size * s * s)) if reuse else 1
         buffer: torch.Tensor | None = None
-        for group in indices.split(batch_size * per_group):
+        groups = indices.split(batch_size * per_group)
+        group_views = views.split(batch_size * per_group) if views is not None else [None] * len(groups)
+        for group, view in zip(groups, group_views, strict=True):
             params = sample_params(self.recipe, self.sizes, self.seed, epoch, group)
+            params.view = view
             if reuse:
                 if buffer is None:
                     buffer = self._empty(len(group))
@@ -290,6 +295,8 @@ class PatchGenerator:
 
         # Pyramid level: the one whose remaining shrink factor lies in [1, sqrt(2)).
         shrink = torch.sqrt(params.box[:, 2] * params.box[:, 3]) / r
+        if params.view is not None:  # a view of part of the patch magnifies it: a finer level
+            shrink = shrink * torch.sqrt(torch.linalg.det(params.view[:, :2, :2]).abs())
         level = torch.floor(2 * torch.log2(shrink.clamp(min=1.0)) + 1e-6).long()
         level = torch.minimum(level, atlas.levels[params.source] - 1)
         region = atlas.regions[params.source, level]
@@ -298,6 +305,8 @@ class PatchGenerator:
 
         # Compose into maps between normalised coordinates ([-1, 1], align_corners=False).
         from_unit = _scale_shift(n, s / 2.0, s / 2.0, s / 2.0)
+        if params.view is not None:
+            from_unit = from_unit @ params.view.to(torch.float64)
         ah, aw = atlas.texture.shape[-2:]
         to_unit_atlas = _scale_shift(n, 2.0 / aw, 2.0 / ah, -1.0)
         theta = (to_unit_atlas @ to_region @ frame_to_source @ to_frame @ from_unit)[:, :2]

@@ -17,7 +17,8 @@ from methods.patches.augment import FULL
 
 torch = lazy("torch")
 
-__all__ = ["PatchParams", "PatchRecipe", "sample_params", "uniforms"]
+__all__ = ["PatchParams", "PatchRecipe", "centre_view", "resized_crop_boxes", "sample_params", "training_views",
+           "uniforms"]
 
 _MASK32 = 0xFFFFFFFF
 _ATTEMPTS = 10  # random-resized-crop tries before clamping (failure odds per try are < 10 %)
@@ -94,9 +95,55 @@ class PatchParams:
     jitter: torch.Tensor
     factors: torch.Tensor
     order: torch.Tensor
+    # (B, 3, 3) maps from the output's normalised coordinates into the rendered patch's, composed into the one
+    # resampling: a method's own crop and flip of the patch (DeepCluster's training views); None: identity.
+    view: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
+
+
+def resized_crop_boxes(
+    base: torch.Tensor, u: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float]
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop inside each ``base`` box (x, y, w, h): ten tries of an area fraction in
+    ``scale`` and a log-uniform aspect ``ratio``, the first that fits, else the last one clamped; ``u`` holds
+    the draws in the streams of ``sample_params``."""
+    n, bw, bh = base.shape[0], base[:, 2:3], base[:, 3:4]
+    lo, hi = scale
+    area = bw * bh * (lo + (hi - lo) * u[:, _AREA:_RATIO])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, _RATIO:_STREAMS])
+    w_try, h_try = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+    fits = (w_try <= bw) & (h_try <= bh)
+    pick = torch.where(fits.any(1), fits.to(torch.int64).argmax(1), torch.full((n,), _ATTEMPTS - 1))
+    w = torch.minimum(w_try.gather(1, pick[:, None]), bw).squeeze(1)
+    h = torch.minimum(h_try.gather(1, pick[:, None]), bh).squeeze(1)
+    return torch.stack(
+        [base[:, 0] + u[:, _BOX_X] * (bw[:, 0] - w), base[:, 1] + u[:, _BOX_Y] * (bh[:, 0] - h), w, h], 1
+    )
+
+
+def training_views(seed: int, epoch: int, index: torch.Tensor, scale: tuple[float, float] = (0.08, 1.0),
+                   ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)) -> torch.Tensor:
+    """(B, 3, 3) views (see ``PatchParams.view``): a RandomResizedCrop of the patch (torchvision's defaults)
+    then a horizontal flip with probability 1/2, one per draw ``index`` of ``epoch``, counter-based like the
+    patches (a stream of their own: the seed is salted)."""
+    u = uniforms(seed ^ 0x2545F491, epoch, index, _STREAMS)
+    n = u.shape[0]
+    unit = torch.tensor([[0.0, 0.0, 2.0, 2.0]], dtype=torch.float64).expand(n, 4)  # the patch, [-1, 1]^2 as x y w h
+    x, y, w, h = resized_crop_boxes(unit, u, scale, ratio).unbind(1)
+    sign = torch.where(u[:, _HFLIP] < 0.5, -1.0, 1.0).to(torch.float64)
+    view = torch.zeros(n, 3, 3, dtype=torch.float64)
+    view[:, 0, 0], view[:, 0, 2] = sign * w / 2, x + w / 2 - 1
+    view[:, 1, 1], view[:, 1, 2] = h / 2, y + h / 2 - 1
+    view[:, 2, 2] = 1.0
+    return view
+
+
+def centre_view(n: int, fraction: float) -> torch.Tensor:
+    """(n, 3, 3) views of the patch's centre ``fraction`` of each side (DeepCluster clusters 224 of 256)."""
+    return torch.diag(torch.tensor([fraction, fraction, 1.0], dtype=torch.float64)).expand(n, 3, 3).clone()
 
 
 def sample_params(
@@ -118,20 +165,8 @@ def sample_params(
     else:
         base = torch.stack([torch.zeros(n), torch.zeros(n), width, height], dim=1).double()
 
-    bw, bh = base[:, 2:3], base[:, 3:4]
     if "scale" in steps:
-        lo, hi = recipe.scale
-        area = bw * bh * (lo + (hi - lo) * u[:, _AREA:_RATIO])
-        log_lo, log_hi = math.log(recipe.ratio[0]), math.log(recipe.ratio[1])
-        ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, _RATIO:_STREAMS])
-        w_try, h_try = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
-        fits = (w_try <= bw) & (h_try <= bh)
-        pick = torch.where(fits.any(1), fits.to(torch.int64).argmax(1), torch.full((n,), _ATTEMPTS - 1))
-        w = torch.minimum(w_try.gather(1, pick[:, None]), bw).squeeze(1)
-        h = torch.minimum(h_try.gather(1, pick[:, None]), bh).squeeze(1)
-        box = torch.stack(
-            [base[:, 0] + u[:, _BOX_X] * (bw[:, 0] - w), base[:, 1] + u[:, _BOX_Y] * (bh[:, 0] - h), w, h], 1
-        )
+        box = resized_crop_boxes(base, u, recipe.scale, recipe.ratio)
     else:
         box = base.clone()
 

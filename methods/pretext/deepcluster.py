@@ -16,9 +16,12 @@ whitening every dimension of the clustered features amplifies the weakest ones a
 original keeps 256 of 4,096). ``warnings`` says when a config breaks one of these.
 
 The data set is a fixed set of ``patches_per_epoch`` patches (patch indices 0.. of the generator's
-epoch 0), as in the paper where the single-image data set is generated once; epochs differ by the
-sample and by a random horizontal flip. That is also what makes the NMI between the assignments of
-consecutive epochs meaningful: they label the same images.
+epoch 0), as in the paper where the single-image data set is generated once. As in the original, the
+clustering pass sees each patch's centre view (224 of 256: its Resize + CenterCrop) and every training
+draw a RandomResizedCrop (area 0.08-1, aspect 3/4-4/3) and a random flip of it (its ``clustering.py``;
+"each augmented version of an image belongs to the cluster of its center crop"), composed into the
+patch's one resampling. The fixed set is also what makes the NMI between consecutive clusterings
+meaningful: they label the same images.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from methods._lazy import lazy
 from methods.errors import InputError
 from methods.method import Method
 from methods.optim import sgd
+from methods.patches.sampling import centre_view, training_views
 from methods.pretext._kmeans import kmeans, l2_normalise, nmi, pca_whiten
 from methods.registry import register
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, check_field
@@ -51,6 +55,7 @@ __all__ = ["DeepCluster", "DeepClusterOptions", "uniform_over_clusters"]
 # per centroid, and the steps after which a fresh top layer on frozen features reached 36 % pseudo-label
 # accuracy at cpu-small scale (0.9 % after 16, 4 % after 64; chance 1 %).
 MIN_PATCHES_PER_CLUSTER, MIN_STEPS_PER_CLUSTERING = 39, 300
+CLUSTERED_FRACTION = 224 / 256  # the clustering pass's view: Resize(256) + CenterCrop(224) in the original
 
 log = logging.getLogger("monosweep.trial")
 
@@ -169,7 +174,8 @@ class DeepCluster(Method[DeepClusterOptions]):
         # bf16 on a GPU: 1.28M x 4096 features are 10 GB instead of 21 GB (PCA accumulates in float64).
         dtype = torch.bfloat16 if self.ctx.cuda else torch.float32
         with torch.inference_mode(), self.ctx.autocast():
-            for x in self.patch_batches(0, torch.arange(self.cfg.patches_per_epoch)):  # only its features are kept
+            n = self.cfg.patches_per_epoch
+            for x in self.patch_batches(0, torch.arange(n), centre_view(n, CLUSTERED_FRACTION)):  # (features kept)
                 parts.append(head(self.trunk(self.ctx.prepare(x))).to(dtype))
         self.trunk.train()
         self.classifier.train()
@@ -184,7 +190,6 @@ class DeepCluster(Method[DeepClusterOptions]):
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         assert self.labels is not None  # (set by _recluster)
         self.order = uniform_over_clusters(self.labels, cfg.patches_per_epoch, generator)
-        self.flips = torch.rand(cfg.patches_per_epoch, generator=generator) < 0.5
 
     def _recluster(self, epoch: int) -> None:
         cfg, options = self.cfg, self.options
@@ -215,12 +220,12 @@ class DeepCluster(Method[DeepClusterOptions]):
     # ------------------------------------------------------------------ training
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cfg = self.cfg
+        assert self.labels is not None  # (set by start_epoch)
         labels = self.labels.to(self.ctx.device)
-        source = self.patch_batches(0, self.order)  # each x is only read by torch.where below
+        views = training_views(cfg.seed, epoch, torch.arange(len(self.order)))  # a crop + flip per draw
         positions = torch.arange(len(self.order)).split(cfg.batch_size)
-        for pos, x in zip(positions, source, strict=True):
-            flip = self.flips[pos].to(x.device).view(-1, 1, 1, 1)  # this epoch's flip of each drawn image
-            yield torch.where(flip, x.flip(-1), x), labels[self.order[pos].to(labels.device)]
+        for pos, x in zip(positions, self.patch_batches(0, self.order, views), strict=True):
+            yield x, labels[self.order[pos].to(labels.device)]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch

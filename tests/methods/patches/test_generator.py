@@ -20,7 +20,7 @@ from methods.patches.augment import AUGMENTATIONS, FULL, PRESETS, parse_augment
 from methods.patches.colour import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
 from methods.patches.generator import PatchGenerator
 from methods.patches.layout import NEEDS_MASK
-from methods.patches.sampling import PatchParams, PatchRecipe, sample_params
+from methods.patches.sampling import PatchParams, PatchRecipe, centre_view, sample_params, training_views
 from tests.support import REPO
 from tests.support.pil_recipe import render_reference
 
@@ -287,7 +287,8 @@ def test_sampled_parameters_cover_the_released_recipe_ranges(astronaut: torch.Te
     # The generator renders exactly what this sampler draws.
     gen = make(astronaut, seed=11)
     mine, theirs = gen.params(2, 100, 64), sample_params(gen.recipe, gen.sizes, 11, 2, torch.arange(100, 164))
-    assert all(torch.equal(getattr(mine, f.name), getattr(theirs, f.name)) for f in dataclasses.fields(PatchParams))
+    assert all(torch.equal(getattr(mine, f.name), getattr(theirs, f.name))
+               for f in dataclasses.fields(PatchParams) if f.name != "view")  # (no view: None, a method's own)
 
 
 def test_reused_output_buffer_is_opt_in_and_bit_identical(astronaut: torch.Tensor) -> None:
@@ -308,3 +309,23 @@ def test_reused_output_buffer_is_opt_in_and_bit_identical(astronaut: torch.Tenso
     order = torch.tensor([5, 39, 0, 17, 17, 2])
     kept = [b.clone() for b in gen.batches_at(1, order, 4, reuse=True)]
     assert torch.equal(torch.cat(kept), torch.cat(fresh)[order])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_view_crops_and_flips_the_patch_in_the_same_resampling(astronaut: torch.Tensor, fused: bool) -> None:
+    """A mirror view gives the plain patch mirrored; a centre-half view gives the plain patch's centre half
+    magnified (as closely as one resampling of the source can match two); views are counter-based."""
+    generator = PatchGenerator([astronaut], PatchRecipe(size=64), seed=0, fused=fused)
+    index = torch.arange(8)
+    (plain,) = generator.batches_at(0, index, 8)
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)).expand(8, 3, 3)
+    (mirrored,) = generator.batches_at(0, index, 8, views=mirror)
+    assert torch.allclose(mirrored, plain.flip(-1), atol=1e-4)
+    (half,) = generator.batches_at(0, index, 8, views=centre_view(8, 0.5))
+    zoomed = torch.nn.functional.interpolate(plain[..., 16:48, 16:48], size=64, mode="bilinear", align_corners=False)
+    assert (half - zoomed).abs().mean() < 0.03 and (half - plain).abs().mean() > 2 * (half - zoomed).abs().mean()
+    views = training_views(3, 1, torch.arange(1000))
+    assert torch.equal(views[10:20], training_views(3, 1, torch.arange(10, 20)))
+    area = (views[:, 0, 0] * views[:, 1, 1]).abs()  # the crop's share of the patch
+    assert 0.08 - 1e-9 <= float(area.min()) and float(area.max()) <= 1.0 + 1e-9 and 0.4 < float(area.mean()) < 0.65
+    assert 0.4 < float((views[:, 0, 0] < 0).double().mean()) < 0.6  # flipped about half the time

@@ -1,14 +1,15 @@
 """The paper's first and third claims at CI scale, on the offline CIFAR-10 (64 px, small AlexNet):
 
-* a RotNet trunk trained on patches of ONE photo beats random trunks on conv2, by more than the random
-  seeds' own spread (claim 1; ../shared/science-calibration.md: +3 to +5 points at this scale);
+* a RotNet trunk trained on patches of ONE photo (768 SGD steps) beats random trunks on conv2, by more
+  than the random seeds' own spread (claim 1; ../shared/science-calibration.md: +3 to +5 points at ~700
+  steps);
 * a supervised trunk beats that RotNet trunk on conv4 and conv5 (claim 3: the deep layers need more
   than one image).
 
 conv1 is not asserted: at 64 px, upsampled 32 px CIFAR is blurry and random 11x11 filters already do
 about as well (a tie, reported in docs/reproduction.md). The trials run through ``run_trial`` in a
-process of their own that starts with the test session (``tests/support/science.py``: about 9 minutes on 2
-cores alone, longer on one core beside the rest of the suite); the platform around them is tested elsewhere.
+process of their own that starts with the test session (``tests/support/science.py``: about 20 minutes of
+one core beside the rest of the suite); the platform around them is tested elsewhere.
 """
 
 from __future__ import annotations
