@@ -5,7 +5,8 @@ against their spread of 1.1; at 768, 2.2 and 3.4 for two seeds) and a supervised
 trunks on CIFAR-10 takes ~20 minutes of one core, all compute; the platform tests around it mostly wait
 (on Ray starting, on outages and time limits they inject). So the conftest starts this module as a
 background process when the science tests are selected (with one thread, leaving a core to the rest),
-moves those tests to the end of the session, and their fixture collects what this process wrote. Run alone it uses both cores.
+moves those tests to the end of the session, and their fixture collects what this process wrote.
+Run alone it uses both cores.
 
     python -m tests.support.science CIFAR_TAR OUT.json THREADS
 """
