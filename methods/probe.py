@@ -8,10 +8,9 @@ layer; summed cross-entropy; SGD with the step schedule 10/20/30 of 36 epochs, r
 
 When the pooled features of the probe set are small enough (``probe_cache: auto``, decided from the
 config alone) they are extracted once and the heads train on the cache (the trunk then runs once per
-image instead of once per epoch; the protocol's random
-crop + flip is then replaced by the centre view). Otherwise features are streamed every epoch from
-training images with the protocol's random-resized crop + flip (batched on the device for in-memory
-sets). Evaluation always sees the centre view.
+image instead of once per epoch; the protocol's random crop + flip is then replaced by the centre view).
+Otherwise features are streamed every epoch from training images with the protocol's random-resized
+crop + flip (batched on the device for in-memory sets). Evaluation always sees the centre view.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def config_warnings(trials: list[Trial]) -> list[str]:
     counts: dict[str, int] = {}
     for trial in trials:
         for line in get_method(trial.config.method).warnings(trial.config):
-            counts[f"{trial.config.method}: {line}"] = counts.get(f"{trial.config.method}: {line}", 0) + 1
+            said = f"{trial.config.method}: {line}"
+            counts[said] = counts.get(said, 0) + 1
     return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in counts.items()]
 
 

@@ -142,15 +142,14 @@ class DeepCluster(Method[DeepClusterOptions]):
     def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
         super().__init__(trunk, ctx)
         cfg = self.cfg
-        dim = trunk.output_dim(cfg.img_size)
-        hidden = cfg.head_hidden
+        dim, hidden = trunk.output_dim(cfg.img_size), cfg.head_hidden
         layers: list[nn.Module] = []
         if hidden > 0:  # DeepCluster's AlexNet classifier, without its top layer
             layers = [nn.Dropout(0.5), nn.Linear(dim, hidden), nn.ReLU(inplace=True),
                       nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
         self.classifier = nn.Sequential(*layers).to(ctx.device)
         init_weights(self.classifier)
-        self.feature_dim = hidden if hidden > 0 else dim
+        self.feature_dim = self.clustered_dim(cfg)
         self.optimizer = sgd([trunk, self.classifier], cfg.lr, cfg.momentum, cfg.weight_decay)
         self.previous: torch.Tensor | None = None  # the last clustering's assignment, for the NMI
         self.labels: torch.Tensor | None = None  # this round's pseudo-labels (a round: `reassign` epochs)
@@ -186,7 +185,7 @@ class DeepCluster(Method[DeepClusterOptions]):
         if self.labels is None or epoch % self.options.reassign == 0:
             self._recluster(epoch)
         else:
-            self._epoch = {"clusters": self._epoch.get("clusters", float(torch.unique(self.labels).numel()))}
+            self._epoch = {"clusters": float(torch.unique(self.labels).numel())}  # (this round's, again)
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         assert self.labels is not None  # (set by _recluster)
         self.order = uniform_over_clusters(self.labels, cfg.patches_per_epoch, generator)

@@ -25,6 +25,7 @@ from methods.trunk.arch import (
     TAPS,
     TrunkStyle,
     init_weights,
+    pool5_dim,
 )
 
 __all__ = ["AlexNet", "Sobel"]
@@ -112,11 +113,5 @@ class AlexNet(nn.Module):
         return torch.flatten(x, 1)
 
     def output_dim(self, size: int) -> int:
-        """Length of ``forward``'s output for square inputs of ``size`` px."""
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, size, size, device=self.mean.device)
-            was_training = self.training
-            self.eval()
-            dim = self(probe).shape[1]
-            self.train(was_training)
-        return int(dim)
+        """Length of ``forward``'s output for square inputs of ``size`` px (from the layer table)."""
+        return pool5_dim(self.arch, size)

@@ -42,6 +42,12 @@ def test_big_alexnet_at_224_matches_the_reference_feature_maps() -> None:
     assert AlexNet("big").output_dim(224) == 256 * 6 * 6
 
 
+@pytest.mark.parametrize(("arch", "size"), [("big", 224), ("small", 64), ("small", 97), ("big", 63), ("small", 128)])
+def test_the_output_width_from_the_layer_table_is_the_forward_pass_s(arch: str, size: int) -> None:
+    with torch.no_grad():
+        assert AlexNet(arch).eval()(torch.zeros(1, 3, size, size)).shape[1] == AlexNet(arch).output_dim(size)
+
+
 def test_taps_stop_at_the_deepest_requested_layer() -> None:
     net = AlexNet("small").eval()
     with torch.no_grad():
