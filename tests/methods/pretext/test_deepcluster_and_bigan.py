@@ -10,6 +10,7 @@ import torch
 from methods import METHODS, TrialConfig, run_trial
 from methods.pretext._bigan_nets import SIZE, Generator, JointDiscriminator
 from methods.pretext.bigan import BiGAN
+from methods.patches.sampling import centre_view
 from methods.pretext.deepcluster import DeepCluster
 from tests.support.configs import Recorder, build_method, failing, tiny
 from tests.support.sweeps import cli, sweep_env
@@ -125,8 +126,9 @@ def test_deepcluster_clusters_pre_relu_features_and_trains_through_the_relu(monk
     method.start_epoch(0)
     (features,) = seen
     assert features.shape == (64, 64) and float(features.min()) < 0.0  # pre-ReLU
-    # They are the classifier's eval-mode output before its final ReLU.
-    first = next(method.ctx.patches().batches_at(0, torch.arange(32), 32))
+    # They are the classifier's eval-mode output before its final ReLU, on the clustering pass's centre view.
+    view = centre_view(32, deepcluster.CLUSTERED_FRACTION)
+    first = next(method.ctx.patches().batches_at(0, torch.arange(32), 32, views=view))
     method.trunk.eval()
     method.classifier.eval()
     with torch.no_grad():
