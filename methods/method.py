@@ -51,6 +51,7 @@ class Method(ABC, Generic[OptionsT]):
     trains_on: ClassVar[TrainsOn] = "patches"  # patches of the source photos, a labelled set (train_data)
     passes_per_patch: ClassVar[float] = 1.0  # trunk forward+backward passes per training patch (a forward: 1/3)
     trunk_style: ClassVar[TrunkStyle] = PLAIN  # how its original builds the AlexNet (activations, conv1's BN)
+    lr_scales_with_batch: ClassVar[bool] = True  # SGD: lr_scaling=linear keeps its lr per sample (not Adam)
 
     def __init__(self, trunk: AlexNet, ctx: TrialContext) -> None:
         self.trunk = trunk

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from sweep import search
+from sweep.baselines import missing_baselines
 from sweep.grid import Trial, config_warnings, expand, validate_inputs
 from sweep.ledger.records import DONE, PENDING, TrialRecord
 from sweep.ledger.store import Ledger
@@ -65,7 +66,7 @@ def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool
         search.check_space(spec, points, where)
     if check_inputs:
         validate_inputs(points, where)
-        for line in config_warnings(points):
+        for line in [*config_warnings(points), *missing_baselines(points)]:
             print(f"[monosweep] warning: {where}: {line}", file=sys.stderr)
     store = Storage(spec.storage_uri(storage))
     store.check()

@@ -21,12 +21,13 @@ from methods.errors import InputError
 from methods.metrics import LAYERS as PROBE_LAYERS
 from methods.metrics import probe_metric
 from sweep.ledger.records import DONE, TrialRecord
+from sweep.baselines import RANDOM, like
 from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
 from sweep.table import rows
 
-__all__ = ["REFERENCE", "Group", "group_results", "write_report"]
+__all__ = ["REFERENCE", "Group", "group_results", "versus_random", "write_report"]
 
 # Linear probes on ImageNet (top-1 %), AlexNet, Zhang, Isola & Efros 2017 (Split-Brain), Table 2 — the
 # protocol the paper follows; see ../shared/paper.md §4.1. Drawn dashed for orientation.
@@ -35,7 +36,7 @@ REFERENCE = {
     "random (Gaussian init)": (11.6, 17.1, 16.9, 16.3, 14.1),
 }
 REFERENCE_SOURCE = "ImageNet linear probes, Zhang et al. 2017 Table 2"
-BASELINES = ("supervised", "random")
+BASELINES = ("supervised", RANDOM)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Group:
     seeds: list[Any]
     diverged: int
     top1: dict[str, list[float]]  # layer -> one value per seed
+    like: tuple[Any, ...] = ()  # what a like-for-like random baseline shares with it (sweep/baselines.py)
 
     def label(self) -> str:
         return " ".join(f"{v}" if a == "method" else f"{a}={v}" for a, v in self.key) or "all"
@@ -54,6 +56,11 @@ class Group:
     def std(self, layer: str) -> float:
         values = self.top1.get(layer, [])
         return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def spread(self, layer: str) -> float:
+        """Max - min over the seeds."""
+        values = self.top1.get(layer, [])
+        return max(values) - min(values) if values else 0.0
 
 
 def group_axes(spec: SweepSpec) -> list[str]:
@@ -73,7 +80,7 @@ def group_results(spec: SweepSpec, results: Sequence[dict[str, Any]]) -> list[Gr
         if row["state"] not in DONE or not probed:
             continue
         key = tuple((a, row["values"].get(a, row["config"].get(a))) for a in axes)
-        group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}))
+        group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}, like(row["config"])))
         group.seeds.append(row["config"]["seed"])
         group.diverged += row["state"] == "diverged"
         for layer, value in probed.items():
@@ -100,6 +107,39 @@ def _markdown(groups: Sequence[Group], axes: Sequence[str], title: str) -> str:
         cells += [f"{g.mean(layer):.1f} ± {g.std(layer):.1f}" for layer in PROBE_LAYERS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def versus_random(groups: Sequence[Group]) -> list[tuple[Group, Group]]:
+    """Each group of a method that trains on patches with the random group of the same input and probe."""
+    randoms = {g.like: g for g in groups if dict(g.key).get("method") == RANDOM}
+    return [(g, randoms[g.like]) for g in groups
+            if dict(g.key).get("method") not in BASELINES and g.like in randoms]
+
+
+def _versus_markdown(pairs: Sequence[tuple[Group, Group]]) -> str:
+    lines = ["", "## Against the random trunk with the same input", "",
+             "Difference of the mean top-1 (points) from the random trunk with the same input and probe "
+             "(`sobel` included); bold where it exceeds the larger of the two seed spreads (max − min over seeds).",
+             "", "| group | random | " + " | ".join(PROBE_LAYERS) + " |", "|" + "---|" * (2 + len(PROBE_LAYERS))]
+    for g, r in pairs:
+        cells = []
+        for layer in PROBE_LAYERS:
+            gap = g.mean(layer) - r.mean(layer)
+            beyond = len(g.seeds) > 1 and len(r.seeds) > 1 and abs(gap) > max(g.spread(layer), r.spread(layer))
+            cells.append(f"**{gap:+.1f}**" if beyond else f"{gap:+.1f}")
+        lines.append(f"| {g.label()} | {r.label()} (n={len(r.seeds)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _versus_csv(pairs: Sequence[tuple[Group, Group]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["group", "random", *(f"{layer}_{s}" for layer in PROBE_LAYERS
+                                          for s in ("gap", "spread", "random_spread"))])
+    for g, r in pairs:
+        writer.writerow([g.label(), r.label()] + [f"{x:.4f}" for layer in PROBE_LAYERS for x in
+                                                  (g.mean(layer) - r.mean(layer), g.spread(layer), r.spread(layer))])
+    return out.getvalue()
 
 
 def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> None:
@@ -156,7 +196,11 @@ def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
     files = [out / "report.csv", out / "report.md", out / "layers.png"]
     files[0].write_text(_csv(groups, axes))
     title = f"Sweep {spec.name}" + (" (the best search trial around each grid point)" if spec.search else "")
-    files[1].write_text(_markdown(groups, axes, title))
+    pairs = versus_random(groups)
+    files[1].write_text(_markdown(groups, axes, title) + (_versus_markdown(pairs) if pairs else ""))
+    if pairs:
+        files.append(out / "versus_random.csv")
+        files[-1].write_text(_versus_csv(pairs))
     _plot(groups, files[2], spec.name, probe_data)
     for method in sorted({dict(g.key)["method"] for g in groups}):
         mine = [g for g in groups if dict(g.key)["method"] == method]

@@ -14,13 +14,25 @@ from methods._lazy import lazy
 
 torch = lazy("torch")
 
-__all__ = ["KMeansResult", "kmeans", "l2_normalise", "nmi", "pca_whiten"]
+__all__ = ["KMeansResult", "Whitening", "kmeans", "l2_normalise", "nearest", "nmi", "pca_fit", "pca_whiten"]
 
 _SPLIT_EPS = 1.0 / 1024.0  # faiss' relative perturbation when an empty cluster takes half of a big one
 
 
-def pca_whiten(x: torch.Tensor, dim: int, chunk: int = 65536) -> torch.Tensor:
-    """Project ``x`` (N, D) on its top ``dim`` principal components, each scaled to unit variance."""
+@dataclass
+class Whitening:
+    """A fitted PCA whitening: ``(x - mean) @ projection`` gives ``dim`` components of unit variance. Kept
+    as a map so that points it was not fitted on (DeepCluster's NMI anchors) land in the same space."""
+
+    mean: torch.Tensor  # (D,) float32
+    projection: torch.Tensor  # (D, dim) float32
+
+    def __call__(self, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        return torch.cat([(part.float() - self.mean) @ self.projection for part in x.split(chunk)])
+
+
+def pca_fit(x: torch.Tensor, dim: int, chunk: int = 65536) -> Whitening:
+    """The whitening onto the top ``dim`` principal components of ``x`` (N, D), each scaled to unit variance."""
     n, d = x.shape
     dim = min(dim, d)
     mean = torch.zeros(d, dtype=torch.float64, device=x.device)
@@ -35,8 +47,12 @@ def pca_whiten(x: torch.Tensor, dim: int, chunk: int = 65536) -> torch.Tensor:
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
     top = eigenvalues.flip(0)[:dim].clamp(min=1e-12 * float(eigenvalues.max().clamp(min=1e-30)))
     projection = (eigenvectors.flip(1)[:, :dim] / top.sqrt()).to(torch.float32)
-    mean32 = mean.to(torch.float32)
-    return torch.cat([(part.float() - mean32) @ projection for part in x.split(chunk)])
+    return Whitening(mean.to(torch.float32), projection)
+
+
+def pca_whiten(x: torch.Tensor, dim: int, chunk: int = 65536) -> torch.Tensor:
+    """Project ``x`` (N, D) on its top ``dim`` principal components, each scaled to unit variance."""
+    return pca_fit(x, dim, chunk)(x, chunk)
 
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +69,11 @@ def _assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torch
         labels.append(label)
         dists.append(best + (part * part).sum(1))
     return torch.cat(labels), torch.cat(dists)
+
+
+def nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The nearest centroid of every row of ``x``."""
+    return _assign(x.float(), centroids.float(), chunk)[0]
 
 
 def _split_empty(centroids: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> int:

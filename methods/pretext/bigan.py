@@ -62,6 +62,7 @@ class BiGAN(Method[BiGANOptions]):
     name = "bigan"
     Options = BiGANOptions
     defaults = TrainingDefaults(epochs=400, batch_size=128, lr=2e-4, momentum=0.5, weight_decay=2.5e-5)
+    lr_scales_with_batch = False  # Adam's step is normalised by the gradient's scale: no linear rule
     passes_per_patch = 2.5  # the encoder at the trial's size; G and D (at 64 px) about as much again and more
     trunk_style = TrunkStyle(negative_slope=0.2, conv1_bn=False)
 

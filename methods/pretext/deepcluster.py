@@ -1,7 +1,7 @@
 """DeepCluster (Caron et al. 2018): cluster the features, train on the clusters as labels, repeat.
 
 Every ``reassign`` epochs (the original's ``--reassign``; 1 by default, as there), as
-facebookresearch/deepcluster does: features of the whole data set from the current network (eval mode;
+facebookresearch/deepcluster does: features of the round's patches from the current network (eval mode;
 the output of the FC layers before the top layer, with their last ReLU left out as ``main.py`` does
 before ``compute_features``) -> PCA to ``pca_dim`` with whitening -> L2 normalisation -> k-means with
 ``clusters`` centroids -> pseudo-labels and a freshly initialised top layer, kept until the next
@@ -11,17 +11,21 @@ momentum, recreated with it). Sobel front end on by default, as in the original 
 
 Scaled down, what the method depends on is the SGD steps between re-clusterings (the original: ~5,000,
 a fresh top layer needs hundreds to learn the new partition) and the patches per cluster (~128 there):
-``reassign`` sets the first, ``clusters`` against ``patches_per_epoch`` the second. PCA must reduce:
+``reassign`` sets the first, ``clusters`` against the patches of a clustering the second. PCA must reduce:
 whitening every dimension of the clustered features amplifies the weakest ones as much as the strongest (the
 original keeps 256 of 4,096). ``warnings`` says when a config breaks one of these.
 
-The data set is a fixed set of ``patches_per_epoch`` patches (patch indices 0.. of the generator's
-epoch 0), as in the paper where the single-image data set is generated once. As in the original, the
-clustering pass sees each patch's centre view (224 of 256: its Resize + CenterCrop) and every training
-draw a RandomResizedCrop (area 0.08-1, aspect 3/4-4/3) and a random flip of it (its ``clustering.py``;
-"each augmented version of an image belongs to the cluster of its center crop"), composed into the
-patch's one resampling. The fixed set is also what makes the NMI between consecutive clusterings
-meaningful: they label the same images.
+Patches: a round of ``reassign`` epochs clusters ``reassign x patches_per_epoch`` fresh patches (indices
+0.. of the generator at the round's first epoch) and its epochs draw their training patches from them, so a
+trial sees ``epochs x patches_per_epoch`` distinct patches, as RotNet and BiGAN do, and each clustering
+labels as many patches as the round trains on. As in the original, the clustering pass sees each patch's
+centre view (224 of 256: its Resize + CenterCrop) and every training draw a RandomResizedCrop (area
+0.08-1, aspect 3/4-4/3) and a random flip of it (its ``clustering.py``; "each augmented version of an
+image belongs to the cluster of its center crop"), composed into the patch's one resampling.
+
+The NMI between consecutive clusterings needs the same images labelled twice: a fixed anchor set (the first
+``anchor_count`` patches of epoch 0, part of the first round) is assigned to each clustering's nearest
+centroid in its PCA space, and the NMI is taken on those labels.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from methods.errors import InputError
 from methods.method import Method
 from methods.optim import sgd
 from methods.patches.sampling import centre_view, training_views
-from methods.pretext._kmeans import kmeans, l2_normalise, nmi, pca_whiten
+from methods.pretext._kmeans import kmeans, l2_normalise, nearest, nmi, pca_fit
 from methods.registry import register
 from methods.trial.config import MethodOptions, ResolvedConfig, TrainingDefaults, check_field
 from methods.trunk.arch import init_weights, pool5_dim
@@ -92,16 +96,41 @@ class DeepClusterOptions(MethodOptions):
 
 @register
 class DeepCluster(Method[DeepClusterOptions]):
-    """DeepCluster: k-means on the network's features gives the labels it trains on, every epoch."""
+    """DeepCluster: k-means on the network's features gives the labels it trains on, every ``reassign`` epochs."""
 
     name = "deepcluster"
     Options = DeepClusterOptions
     defaults = TrainingDefaults(epochs=200, batch_size=256, lr=0.05, momentum=0.9, weight_decay=1e-5, sobel=True)
-    passes_per_patch = 1.0 + 1 / 3  # training, plus a feature pass for k-means (every epoch at reassign 1)
+    passes_per_patch = 1.0 + 1 / 3  # training, plus a feature pass for k-means (``passes`` adds the anchors)
 
     @classmethod
     def passes(cls, cfg: ResolvedConfig) -> float:
-        return 1.0 + 1 / (3 * cast(DeepClusterOptions, cfg.options).reassign)
+        """A training pass per patch, plus the forward pass (1/3) over each patch once when its round is
+        clustered and over the NMI anchors at every later clustering."""
+        options = cast(DeepClusterOptions, cfg.options)
+        if cfg.epochs <= 0:
+            return cls.passes_per_patch
+        rounds = -(-cfg.epochs // options.reassign)
+        anchors = (rounds - 1) * cls.anchor_count(cfg) / (cfg.epochs * cfg.patches_per_epoch)
+        return 1.0 + (1.0 + anchors) / 3
+
+    @staticmethod
+    def round_patches(cfg: ResolvedConfig, start: int) -> int:
+        """Patches clustered by the round that starts at epoch ``start`` (the last round may be short)."""
+        reassign = cast(DeepClusterOptions, cfg.options).reassign
+        return max(1, min(reassign, cfg.epochs - start)) * cfg.patches_per_epoch
+
+    @classmethod
+    def smallest_round(cls, cfg: ResolvedConfig) -> int:
+        """Patches of the trial's smallest clustering: its last round's."""
+        reassign = cast(DeepClusterOptions, cfg.options).reassign
+        return cls.round_patches(cfg, max(0, cfg.epochs - 1) // reassign * reassign)
+
+    @staticmethod
+    def anchor_count(cfg: ResolvedConfig) -> int:
+        """NMI anchors: as many patches as k-means itself wants (faiss' points per centroid), at most an epoch's."""
+        clusters = cast(DeepClusterOptions, cfg.options).clusters
+        return min(cfg.patches_per_epoch, MIN_PATCHES_PER_CLUSTER * clusters)
 
     @staticmethod
     def clustered_dim(cfg: ResolvedConfig) -> int:
@@ -111,9 +140,12 @@ class DeepCluster(Method[DeepClusterOptions]):
     @classmethod
     def check_config(cls, cfg: ResolvedConfig) -> None:
         options = cast(DeepClusterOptions, cfg.options)
-        if options.clusters > cfg.patches_per_epoch:
-            raise InputError(f"clusters={options.clusters} exceeds patches_per_epoch={cfg.patches_per_epoch}: "
-                             "k-means needs at least k patches")
+        smallest = cls.smallest_round(cfg)
+        if options.clusters > smallest:
+            raise InputError(f"clusters={options.clusters} exceeds the {smallest} patches of the smallest clustering "
+                             f"({smallest // cfg.patches_per_epoch} epoch(s) x patches_per_epoch="
+                             f"{cfg.patches_per_epoch}): k-means needs at least k patches; lower clusters or raise "
+                             "patches_per_epoch")
 
     @classmethod
     def warnings(cls, cfg: ResolvedConfig) -> list[str]:
@@ -125,12 +157,13 @@ class DeepCluster(Method[DeepClusterOptions]):
             said.append(f"pca_dim={options.pca_dim} does not reduce the {width} dims it clusters ({where}): "
                         f"whitening all of them amplifies the noise as much as the signal; set pca_dim to at most "
                         f"{width // 2} (the original keeps 256 of 4096) or a wider head_hidden")
-        per_cluster = cfg.patches_per_epoch / options.clusters
+        clustered = cls.round_patches(cfg, 0)  # a whole round's (or every epoch's, when fewer)
+        per_cluster = clustered / options.clusters
         if per_cluster < MIN_PATCHES_PER_CLUSTER:
-            said.append(f"clusters={options.clusters} leaves {per_cluster:.0f} of patches_per_epoch="
-                        f"{cfg.patches_per_epoch} patches per cluster (faiss warns below {MIN_PATCHES_PER_CLUSTER}; "
-                        f"the original has ~128): set clusters to at most "
-                        f"{max(2, cfg.patches_per_epoch // MIN_PATCHES_PER_CLUSTER)} or more patches_per_epoch")
+            said.append(f"clusters={options.clusters} leaves {per_cluster:.0f} of the {clustered} patches of a "
+                        f"clustering per cluster (faiss warns below {MIN_PATCHES_PER_CLUSTER}; the original has ~128):"
+                        f" set clusters to at most {max(2, clustered // MIN_PATCHES_PER_CLUSTER)}, or raise "
+                        "patches_per_epoch or reassign")
         steps = options.reassign * -(-cfg.patches_per_epoch // cfg.batch_size)
         if cfg.epochs > options.reassign and steps < MIN_STEPS_PER_CLUSTERING:
             said.append(f"it re-clusters every {steps} SGD steps (reassign={options.reassign} x "
@@ -151,8 +184,8 @@ class DeepCluster(Method[DeepClusterOptions]):
         init_weights(self.classifier)
         self.feature_dim = self.clustered_dim(cfg)
         self.optimizer = sgd([trunk, self.classifier], cfg.lr, cfg.momentum, cfg.weight_decay)
-        self.previous: torch.Tensor | None = None  # the last clustering's assignment, for the NMI
-        self.labels: torch.Tensor | None = None  # this round's pseudo-labels (a round: `reassign` epochs)
+        self.previous: torch.Tensor | None = None  # the last clustering's labels of the NMI anchors
+        self.labels: torch.Tensor | None = None  # pseudo-labels of this round's patches (a round: `reassign` epochs)
         self._epoch: dict[str, float] = {}
 
     # ------------------------------------------------------------------ clustering
@@ -165,7 +198,8 @@ class DeepCluster(Method[DeepClusterOptions]):
             return nn.Sequential(*layers[:-1])
         return self.classifier
 
-    def _features(self) -> torch.Tensor:
+    def _features(self, epoch: int, count: int) -> torch.Tensor:
+        """The cluster head's eval-mode features of patches 0..count-1 of ``epoch``, each its centre view."""
         self.trunk.eval()
         self.classifier.eval()
         head = self.cluster_head()
@@ -173,38 +207,50 @@ class DeepCluster(Method[DeepClusterOptions]):
         # bf16 on a GPU: 1.28M x 4096 features are 10 GB instead of 21 GB (PCA accumulates in float64).
         dtype = torch.bfloat16 if self.ctx.cuda else torch.float32
         with torch.inference_mode(), self.ctx.autocast():
-            n = self.cfg.patches_per_epoch
-            for x in self.patch_batches(0, torch.arange(n), centre_view(n, CLUSTERED_FRACTION)):  # (features kept)
+            for x in self.patch_batches(epoch, torch.arange(count), centre_view(count, CLUSTERED_FRACTION)):
                 parts.append(head(self.trunk(self.ctx.prepare(x))).to(dtype))
         self.trunk.train()
         self.classifier.train()
         return torch.cat(parts)
 
+    def _round_start(self, epoch: int) -> int:
+        return epoch - epoch % self.options.reassign
+
     def start_epoch(self, epoch: int) -> None:
         cfg = self.cfg
-        if self.labels is None or epoch % self.options.reassign == 0:
-            self._recluster(epoch)
+        if self.labels is None or epoch == self._round_start(epoch):
+            self._recluster(self._round_start(epoch))
         else:
             self._epoch = {"clusters": float(torch.unique(self.labels).numel())}  # (this round's, again)
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         assert self.labels is not None  # (set by _recluster)
         self.order = uniform_over_clusters(self.labels, cfg.patches_per_epoch, generator)
 
-    def _recluster(self, epoch: int) -> None:
+    def _recluster(self, start: int) -> None:
+        """Cluster the patches of the round that starts at epoch ``start``; label the NMI anchors."""
         cfg, options = self.cfg, self.options
         t0 = time.perf_counter()
-        features = l2_normalise(pca_whiten(self._features(), options.pca_dim))
+        features = self._features(start, self.round_patches(cfg, start))
+        whitening = pca_fit(features, options.pca_dim)
+        features = l2_normalise(whitening(features))
         t1 = time.perf_counter()
-        result = kmeans(features, options.clusters, options.kmeans_iters, seed=cfg.seed * 1_000_003 + epoch)
+        result = kmeans(features, options.clusters, options.kmeans_iters, seed=cfg.seed * 1_000_003 + start)
         self.labels = result.labels
         t2 = time.perf_counter()
+        anchors = self.anchor_count(cfg)
+        if start == 0:  # the anchors are the first patches of the first round
+            anchor_labels = result.labels[:anchors]
+        else:
+            anchor_labels = nearest(l2_normalise(whitening(self._features(0, anchors))), result.centroids)
+        t3 = time.perf_counter()
         nonempty = int(torch.unique(result.labels).numel())
-        self._epoch = {"clusters": float(nonempty), "kmeans_seconds": t2 - t1, "features_seconds": t1 - t0}
-        if self.previous is not None:
-            self._epoch["nmi"] = nmi(result.labels, self.previous)
-        self.previous = result.labels.cpu()
-        log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", epoch + 1, nonempty,
-                 options.clusters, t1 - t0, t2 - t1)
+        self._epoch = {"clusters": float(nonempty), "kmeans_seconds": t2 - t1,
+                       "features_seconds": (t1 - t0) + (t3 - t2)}
+        if self.previous is not None and self.previous.shape == anchor_labels.shape:
+            self._epoch["nmi"] = nmi(anchor_labels, self.previous)
+        self.previous = anchor_labels.cpu()
+        log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", start + 1, nonempty,
+                 options.clusters, (t1 - t0) + (t3 - t2), t2 - t1)
         self._new_top_layer()
 
     def _new_top_layer(self) -> None:
@@ -223,7 +269,8 @@ class DeepCluster(Method[DeepClusterOptions]):
         labels = self.labels.to(self.ctx.device)
         views = training_views(cfg.seed, epoch, torch.arange(len(self.order)))  # a crop + flip per draw
         positions = torch.arange(len(self.order)).split(cfg.batch_size)
-        for pos, x in zip(positions, self.patch_batches(0, self.order, views), strict=True):
+        patches = self.patch_batches(self._round_start(epoch), self.order, views)  # the round's patches
+        for pos, x in zip(positions, patches, strict=True):
             yield x, labels[self.order[pos].to(labels.device)]
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -29,10 +29,11 @@ from methods.errors import InputError
 from methods.patches.augment import parse_augment
 from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE
 
-__all__ = ["DEFAULT_METHOD", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig",
+__all__ = ["DEFAULT_METHOD", "LR_SCALINGS", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig",
            "TrainingDefaults", "TrialConfig", "check_field", "float_fields", "option_fields", "trial_fields"]
 
 PROBE_CACHE_MODES = ("auto", "always", "never")
+LR_SCALINGS = ("none", "linear")
 # ``probe_cache: auto`` caches the pooled float16 features of the probe's training split when they take at most
 # this much: a decision from the config alone, so which protocol a probe follows (centre views from the cache,
 # or the streamed random crops) never depends on how much memory the machine had free at that moment.
@@ -116,6 +117,9 @@ class _Common(BaseModel):
     probe_val_limit: int | None = _doc("use at most this many held-out images (by seed; default all)", None)
     probe_cache: str = _doc("cache pooled features once and train on centre views (auto: when they take <= 8 GiB), "
                            "always, or never (stream the protocol's random crops every epoch)", "auto")
+    lr_scaling: str = _doc("where lr is not given: none (the method's original lr) or linear (that lr x batch_size / "
+                           "the original's batch, Goyal et al. 2017: the lr per sample kept; Adam methods such as "
+                           "BiGAN keep theirs)", "none")
     workers: int = _doc("DataLoader workers for image-folder streams", 2)
     seed: int = _doc("seed of patches, init, data order and subsets", 0)
     device: str = _doc("auto (CUDA when present), cpu, cuda, cuda:N", "auto")
@@ -132,6 +136,8 @@ class _Common(BaseModel):
     _arch = check_field("arch", ok=lambda v: v in ARCHS, says=f"unknown arch {{value!r}}; known: {', '.join(ARCHS)}")
     _cache = check_field("probe_cache", ok=lambda v: v in PROBE_CACHE_MODES,
                          says=f"probe_cache={{value!r}}; choose one of {', '.join(PROBE_CACHE_MODES)}")
+    _lr_scaling = check_field("lr_scaling", ok=lambda v: v in LR_SCALINGS,
+                              says=f"lr_scaling={{value!r}}; choose one of {', '.join(LR_SCALINGS)}")
 
     @field_validator("method")
     @classmethod
@@ -204,6 +210,9 @@ class TrialConfig(_Common):
         training = {name: value for name, value in vars(method.defaults).items() if given[name] is None}
         if not method.trains():  # nothing to train: epochs given for a whole grid do not apply
             training["epochs"] = 0
+        if "lr" in training and self.lr_scaling == "linear" and method.lr_scales_with_batch:
+            batch = given["batch_size"] or method.defaults.batch_size
+            training["lr"] = method.defaults.lr * batch / method.defaults.batch_size
         own = {k: v for k, v in self.options.items() if k in method.Options.model_fields}
         config = ResolvedConfig(**{**given, **training, "probe_img_size": self.probe_img_size or self.img_size,
                                    "train_data": self.train_data or self.probe_data,
@@ -236,8 +245,11 @@ class ResolvedConfig(_Common):
     def differs_from(self, stored: dict[str, Any]) -> list[str]:
         """The fields on which a stored config (a checkpoint's) disagrees with this one. A field it holds
         that this one lacks is an option this trial's method does not read (older versions kept every
-        method's options, None where unused), so it does not count."""
-        return sorted(k for k, v in self.to_dict().items() if stored.get(k) != v)
+        method's options, None where unused), so it does not count. A field this one has that it lacks is
+        newer than the checkpoint: it counts only when set away from its default, which is always what the
+        code did before the field existed (``lr_scaling: none``, ``reassign: 1``)."""
+        fields = {**type(self).model_fields, **type(self.options).model_fields}
+        return sorted(k for k, v in self.to_dict().items() if (stored[k] if k in stored else fields[k].default) != v)
 
 
 def _check_option(method: type, name: str, value: Any) -> Any:

@@ -119,3 +119,25 @@ def test_every_method_declares_what_the_platform_needs_in_its_own_file(name: str
     resolved = TrialConfig(method=name).resolved()
     assert set(method.Options.model_fields) <= set(resolved.to_dict())
     assert resolved.epochs == (method.defaults.epochs if method.trains() else 0)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_lr_scaling_linear_keeps_each_sgd_methods_lr_per_sample_and_leaves_adam_and_given_lrs(name: str) -> None:
+    method = METHODS[name]
+    original = method.defaults
+    half = TrialConfig(method=name, batch_size=max(1, original.batch_size // 2), lr_scaling="linear").resolved()
+    expected = original.lr * half.batch_size / original.batch_size if method.lr_scales_with_batch else original.lr
+    assert half.lr == pytest.approx(expected)
+    assert TrialConfig(method=name, batch_size=half.batch_size).resolved().lr == original.lr  # none: as before
+    assert TrialConfig(method=name, batch_size=half.batch_size, lr=0.3, lr_scaling="linear").resolved().lr == 0.3
+    assert not METHODS["bigan"].lr_scales_with_batch and METHODS["deepcluster"].lr_scales_with_batch
+
+
+def test_a_checkpoint_without_a_newer_field_matches_only_that_fields_default() -> None:
+    config = TrialConfig(method="deepcluster", reassign=1).resolved()
+    stored = {k: v for k, v in config.to_dict().items() if k not in ("lr_scaling", "reassign")}  # an older version's
+    assert config.differs_from(stored) == []
+    changed = TrialConfig(method="deepcluster", reassign=2, lr_scaling="linear").resolved()
+    assert changed.differs_from(stored) == ["lr_scaling", "reassign"]  # (at its own batch the lr is the same)
+    with pytest.raises(InputError, match="lr_scaling='square'; choose one of none, linear"):
+        TrialConfig(lr_scaling="square")

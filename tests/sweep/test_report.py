@@ -57,3 +57,30 @@ storage: {tmp_path / "results"}
     attached = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.csv", "report/report.md", "report/layers.png",
             "report/layers_random_by_probe_lr.png"} <= attached
+
+
+def test_each_method_is_paired_with_the_random_trunk_of_its_own_input() -> None:
+    """A Sobel-input DeepCluster is compared with the Sobel random trunk, RotNet with the colour one; the gap is
+    bold only beyond the larger seed spread."""
+    from methods import TrialConfig
+    from sweep.report import _versus_markdown, group_results, versus_random
+    from sweep.spec import SweepSpec
+
+    spec = SweepSpec.model_validate({"name": "pairs", "grid": {"method": ["rotnet", "deepcluster", "random"],
+                                                               "sobel": [True, False], "seed": [0, 1]}})
+
+    def row(method: str, sobel: bool, seed: int, conv2: float) -> dict[str, object]:
+        config = TrialConfig(method=method, sobel=sobel, seed=seed).resolved().to_dict()
+        metrics = {f"probe.{layer}.top1": conv2 for layer in LAYERS}
+        return {"state": "finished", "metrics": metrics, "values": {"method": method, "sobel": sobel, "seed": seed},
+                "config": config}
+
+    rows = [row("random", True, 0, 40.0), row("random", True, 1, 41.0), row("random", False, 0, 50.0),
+            row("random", False, 1, 50.5), row("deepcluster", True, 0, 45.0), row("deepcluster", True, 1, 45.5),
+            row("rotnet", False, 0, 51.0), row("rotnet", False, 1, 50.0)]
+    pairs = versus_random(group_results(spec, rows))
+    assert [(dict(g.key)["method"], dict(g.key)["sobel"], dict(r.key)["sobel"]) for g, r in pairs] == [
+        ("deepcluster", True, True), ("rotnet", False, False)]
+    table = _versus_markdown(pairs)
+    assert "| deepcluster sobel=True | random sobel=True (n=2) | **+4.8** |" in table  # 45.25 - 40.5 beyond 1.0
+    assert "| rotnet sobel=False | random sobel=False (n=2) | +0.2 |" in table  # 50.5 - 50.25 within 1.0

@@ -156,6 +156,7 @@ def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> N
     from torch import nn
 
     from methods import TrialConfig
+    from methods.pretext.deepcluster import DeepCluster
     from methods.trunk.alexnet import AlexNet
     from sweep.estimate import _forward_flops, trial_cost
 
@@ -184,9 +185,11 @@ def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> N
     rotnet, supervised = (trial_cost(TrialConfig(method=m, **common).resolved()) for m in ("rotnet", "supervised"))
     assert rotnet.train_flops == pytest.approx(4 * supervised.train_flops)  # four rotations per patch
     assert trial_cost(TrialConfig(method="random").resolved()).train_flops == 0.0
-    every, fourth = (trial_cost(TrialConfig(method="deepcluster", reassign=r, **common).resolved()) for r in (1, 4))
-    assert every.train_flops == pytest.approx((1 + 1 / 3) * supervised.train_flops)  # a feature pass per epoch
-    assert fourth.train_flops == pytest.approx((1 + 1 / 12) * supervised.train_flops)  # one per 4 epochs
+    every, fourth = (TrialConfig(method="deepcluster", reassign=r, **common).resolved() for r in (1, 4))
+    # A feature pass over each patch once (its round's clustering), and over the NMI anchors at every later one.
+    anchors = DeepCluster.anchor_count(every) / (10 * every.patches_per_epoch)
+    assert trial_cost(every).train_flops == pytest.approx((1 + (1 + 9 * anchors) / 3) * supervised.train_flops)
+    assert trial_cost(fourth).train_flops == pytest.approx((1 + (1 + 2 * anchors) / 3) * supervised.train_flops)
 
 
 def test_plan_prints_the_gpu_hours_of_a_paper_scale_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,3 +208,17 @@ def test_plans_table_per_axis_counts_values_as_the_trials_hold_them(tmp_path: Pa
     assert main(["plan", str(path), "--storage", str(tmp_path / "r")]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("lr ")]
     assert rows == [["lr", "1", "2", "0", "2"], ["lr", "0.5", "2", "0", "2"]]
+
+
+def test_validate_warns_when_a_sobel_method_has_no_random_trunk_of_the_same_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = "fixed: {probe_data: demo, clusters: 8, patches_per_epoch: 512}\n"
+    colour = _write(tmp_path, "name: a\ngrid: {method: [deepcluster, rotnet, random]}\n" + common, "a.yaml")
+    assert main(["validate", str(colour), "--storage", str(tmp_path / "r")]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "no random trunk" in line]
+    assert len(said) == 1 and "deepcluster (sobel: true)" in said[0] and "add random trials with sobel: true" in said[0]
+    both = _write(tmp_path, "name: b\ngrid: {method: [deepcluster, rotnet, random], sobel: [true, false]}\n"
+                  "exclude: [{method: [deepcluster], sobel: [false]}, {method: [rotnet], sobel: [true]}]\n" + common,
+                  "b.yaml")
+    assert main(["validate", str(both), "--storage", str(tmp_path / "r")]) == 0
+    assert "no random trunk" not in capsys.readouterr().err

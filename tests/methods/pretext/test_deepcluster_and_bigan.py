@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from methods import METHODS, TrialConfig, run_trial
+from methods.errors import InputError
+from methods.patches.sampling import centre_view
 from methods.pretext._bigan_nets import SIZE, Generator, JointDiscriminator
 from methods.pretext.bigan import BiGAN
-from methods.patches.sampling import centre_view
 from methods.pretext.deepcluster import DeepCluster
 from tests.support.configs import Recorder, build_method, failing, tiny
 from tests.support.sweeps import cli, sweep_env
@@ -121,8 +122,8 @@ def test_deepcluster_clusters_pre_relu_features_and_trains_through_the_relu(monk
     method = build_method(tiny(method="deepcluster", patches_per_epoch=64))
     assert isinstance(method, DeepCluster)
     seen: list[torch.Tensor] = []
-    real = deepcluster.pca_whiten
-    monkeypatch.setattr(deepcluster, "pca_whiten", lambda x, dim: seen.append(x.clone()) or real(x, dim))
+    real = deepcluster.pca_fit
+    monkeypatch.setattr(deepcluster, "pca_fit", lambda x, dim: seen.append(x.clone()) or real(x, dim))
     method.start_epoch(0)
     (features,) = seen
     assert features.shape == (64, 64) and float(features.min()) < 0.0  # pre-ReLU
@@ -158,6 +159,46 @@ def test_deepcluster_re_clusters_every_reassign_epochs_and_keeps_its_labels_betw
                            recorder.checkpoints[1]["method"]["round"]["top_layer"]["weight"])  # it kept learning
 
 
+def test_deepcluster_clusters_fresh_patches_each_round_as_many_as_the_other_methods_see(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round of `reassign` epochs clusters that many epochs' worth of new patches and trains on them; over the
+    trial that is epochs x patches_per_epoch distinct patches, as RotNet sees. The NMI anchors (epoch 0's
+    first patches) are labelled again at the later clustering."""
+    import methods.pretext.deepcluster as deepcluster
+    from methods.patches.generator import PatchGenerator
+
+    calls: list[tuple[str, int, torch.Tensor]] = []
+    real = PatchGenerator.batches_at
+
+    def recorded(self: PatchGenerator, epoch: int, indices: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(("centre" if kwargs.get("views") is not None and torch.equal(
+            kwargs["views"], centre_view(len(indices), deepcluster.CLUSTERED_FRACTION)) else "train",
+            epoch, indices.clone()))
+        return real(self, epoch, indices, *args, **kwargs)
+
+    monkeypatch.setattr(PatchGenerator, "batches_at", recorded)
+    n, epochs = 64, 4
+    result = run_trial(tiny(method="deepcluster", epochs=epochs, reassign=2, probe_epochs=0, patches_per_epoch=n))
+    clustered = [(epoch, idx) for kind, epoch, idx in calls if kind == "centre"]
+    anchors = min(n, deepcluster.MIN_PATCHES_PER_CLUSTER * 8)
+    assert [(e, len(i)) for e, i in clustered] == [(0, 2 * n), (2, 2 * n), (0, anchors)]
+    assert all(torch.equal(i, torch.arange(len(i))) for _, i in clustered)
+    pool = {(e, int(i)) for e, idx in clustered[:2] for i in idx}
+    rotnet = {(epoch, i) for epoch in range(epochs) for i in range(n)}  # what RotNet's epochs draw
+    assert len(pool) == len(rotnet) == epochs * n
+    trained = [(epoch, idx) for kind, epoch, idx in calls if kind == "train"]
+    assert [e for e, _ in trained] == [0, 0, 2, 2] and all(len(i) == n for _, i in trained)
+    assert all(int(i.max()) < 2 * n for _, i in trained)  # each epoch draws from its round's patches
+    assert "train.nmi" in result.history[2] and 0.0 <= result.history[2]["train.nmi"] <= 1.0
+
+
+def test_deepcluster_refuses_more_clusters_than_its_smallest_clustering_has_patches() -> None:
+    ok = TrialConfig(method="deepcluster", clusters=100, patches_per_epoch=64, reassign=2, epochs=4)
+    ok.resolved()  # two rounds of 128 patches
+    with pytest.raises(InputError, match="exceeds the 64 patches of the smallest clustering"):
+        ok.replace(epochs=5).resolved()  # the last round is one epoch
+
+
 def test_deepcluster_warns_where_a_scaled_down_config_breaks_the_ratios_it_depends_on() -> None:
     paper = TrialConfig(method="deepcluster").resolved()
     assert DeepCluster.warnings(paper) == []  # 4096 -> 256, ~128 patches per cluster, ~5,000 steps per clustering
@@ -166,7 +207,7 @@ def test_deepcluster_warns_where_a_scaled_down_config_breaks_the_ratios_it_depen
     said = DeepCluster.warnings(small)
     assert len(said) == 3 and all("\n" not in line for line in said)
     assert "pca_dim=256 does not reduce the 256 dims" in said[0] and "at most 128" in said[0]
-    assert "leaves 10 of patches_per_epoch=1024 patches per cluster" in said[1] and "at most 26" in said[1]
+    assert "leaves 10 of the 1024 patches of a clustering per cluster" in said[1] and "at most 26" in said[1]
     assert "every 16 SGD steps" in said[2] and "reassign to at least 19" in said[2]
     fixed = TrialConfig(method="deepcluster", arch="small", img_size=64, head_hidden=0, clusters=16, pca_dim=32,
                         reassign=20, patches_per_epoch=1024, batch_size=64, epochs=24).resolved()

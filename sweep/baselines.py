@@ -1,0 +1,61 @@
+"""Like for like: every trained trunk is judged against the random trunk that sees the same input.
+
+A Sobel front end (DeepCluster's default, as in its original) changes what a random trunk's features are
+worth to a linear probe; comparing a Sobel-input method with a colour random trunk mixes the method's
+effect with the input's. So the random trunk a group is compared with must share the trunk's input (arch,
+Sobel) and the whole probe protocol. ``validate`` warns when a grid lacks it; ``report`` pairs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from methods import registry
+from sweep.grid import Trial
+
+__all__ = ["LIKE_FIELDS", "RANDOM", "like", "missing_baselines"]
+
+RANDOM = "random"
+# What a random trunk must share with a trained one to be its baseline: the trunk's input, and the probe.
+LIKE_FIELDS = ("arch", "sobel", "probe_data", "probe_img_size", "probe_epochs", "probe_lr", "probe_batch_size",
+               "probe_weight_decay", "probe_train_limit", "probe_val_limit", "probe_cache")
+
+
+def like(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The fields of a resolved config (``to_dict()``) that a like-for-like baseline shares."""
+    return tuple(config.get(name) for name in LIKE_FIELDS)
+
+
+def _differences(config: Mapping[str, Any], randoms: set[tuple[Any, ...]]) -> str:
+    """What the nearest random trunk of the grid changes (the fewest fields), for the warning."""
+    mine = like(config)
+    nearest = min(randoms, key=lambda r: sum(a != b for a, b in zip(r, mine, strict=True)))
+    return ", ".join(f"{n}: {_yaml(m)}" for n, m, r in zip(LIKE_FIELDS, mine, nearest, strict=True) if m != r)
+
+
+def _yaml(value: Any) -> str:
+    """A value as the spec writes it."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def missing_baselines(trials: Sequence[Trial]) -> list[str]:
+    """One line per method whose trials no random trunk of the grid matches, saying how to add one: for a
+    method with Sobel input always, otherwise when the grid holds random trunks (with other settings)."""
+    randoms = {like(t.config.to_dict()) for t in trials if t.config.method == RANDOM}
+    lines: dict[str, int] = {}
+    for trial in trials:
+        config = trial.config.to_dict()
+        if registry.get_method(trial.config.method).trains_on != "patches":  # the baselines themselves
+            continue
+        if like(config) in randoms or not (randoms or trial.config.sobel):
+            continue
+        if randoms:
+            fix = f"add random trials with {_differences(config, randoms)}"
+        else:
+            fix = "add random trials with sobel: true"
+        line = (f"{trial.config.method} (sobel: {str(trial.config.sobel).lower()}) has no random trunk with the "
+                f"same input and probe to compare it with; {fix} (a grid axis sobel: [true, false], the pairs "
+                f"not wanted excluded, as in examples/cpu-small-sobel.yaml)")
+        lines[line] = lines.get(line, 0) + 1
+    return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in lines.items()]
