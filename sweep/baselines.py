@@ -46,8 +46,8 @@ def missing_baselines(trials: Sequence[Trial]) -> list[str]:
     lines: dict[str, int] = {}
     for trial in trials:
         config = trial.config.to_dict()
-        if registry.get_method(trial.config.method).trains_on != "patches":  # the baselines themselves
-            continue
+        if registry.get_method(trial.config.method).trains_on != "patches" or trial.config.probe_epochs == 0:
+            continue  # the baselines themselves, or a trunk that is not probed
         if like(config) in randoms or not (randoms or trial.config.sobel):
             continue
         if randoms:

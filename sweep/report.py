@@ -20,8 +20,8 @@ from typing import Any
 from methods.errors import InputError
 from methods.metrics import LAYERS as PROBE_LAYERS
 from methods.metrics import probe_metric
-from sweep.ledger.records import DONE, TrialRecord
 from sweep.baselines import RANDOM, like
+from sweep.ledger.records import DONE, TrialRecord
 from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
@@ -111,9 +111,15 @@ def _markdown(groups: Sequence[Group], axes: Sequence[str], title: str) -> str:
 
 def versus_random(groups: Sequence[Group]) -> list[tuple[Group, Group]]:
     """Each group of a method that trains on patches with the random group of the same input and probe."""
-    randoms = {g.like: g for g in groups if dict(g.key).get("method") == RANDOM}
-    return [(g, randoms[g.like]) for g in groups
-            if dict(g.key).get("method") not in BASELINES and g.like in randoms]
+    randoms = [g for g in groups if dict(g.key).get("method") == RANDOM]
+    pairs = []
+    for g in groups:
+        candidates = [r for r in randoms if r.like == g.like]
+        if dict(g.key).get("method") not in BASELINES and candidates:
+            # Axes a random trunk ignores (epochs, augment ...) can split it into equivalent groups: the one
+            # that shares most of this group's other values stands for them.
+            pairs.append((g, max(candidates, key=lambda r: len(set(r.key[1:]) & set(g.key[1:])))))
+    return pairs
 
 
 def _versus_markdown(pairs: Sequence[tuple[Group, Group]]) -> str:

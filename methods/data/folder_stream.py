@@ -16,7 +16,7 @@ from methods.data.sources import IMAGE_SUFFIXES
 from methods.errors import InputError
 from methods.patches.sampling import uniforms
 
-torch = lazy("torch")
+torch, F = lazy("torch"), lazy("torch.nn.functional")
 
 __all__ = ["FolderStream"]
 
@@ -68,10 +68,18 @@ class FolderStream:
         order = torch.cat([torch.randperm(n, generator=gen) for _ in range(-(-total // n))])[:total]
         yield from self._load(order, self._keys(epoch, torch.arange(total)), batch_size)
 
-    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False
-                   ) -> Iterator[torch.Tensor]:
-        """Crops number ``indices`` (file ``i % files``), each seeded by (seed, epoch, i)."""
-        yield from self._load(indices % len(self.files), self._keys(epoch, indices), batch_size)
+    def batches_at(self, epoch: int, indices: torch.Tensor, batch_size: int, *, reuse: bool = False,
+                   views: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """Crops number ``indices`` (file ``i % files``), each seeded by (seed, epoch, i); ``views`` (one per
+        index, ``PatchParams.view``: output to crop coordinates in [-1, 1]) resample each crop once more."""
+        batches = self._load(indices % len(self.files), self._keys(epoch, indices), batch_size)
+        if views is None:
+            yield from batches
+            return
+        for x, view in zip(batches, views.split(batch_size), strict=True):
+            theta = view[:, :2, :].to(x.device, torch.float32)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            yield F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def _keys(self, epoch: int, indices: torch.Tensor) -> torch.Tensor:
         return (uniforms(self.seed, epoch, indices, 1)[:, 0] * 2**31).long()

@@ -16,9 +16,10 @@ whitening every dimension of the clustered features amplifies the weakest ones a
 original keeps 256 of 4,096). ``warnings`` says when a config breaks one of these.
 
 Patches: a round of ``reassign`` epochs clusters ``reassign x patches_per_epoch`` fresh patches (indices
-0.. of the generator at the round's first epoch) and its epochs draw their training patches from them, so a
-trial sees ``epochs x patches_per_epoch`` distinct patches, as RotNet and BiGAN do, and each clustering
-labels as many patches as the round trains on. As in the original, the clustering pass sees each patch's
+0.. of the generator at the round's first epoch) and its epochs draw their training patches from them
+(``patches_per_epoch`` an epoch, uniformly over the clusters as the original's sampler, so at reassign 20
+about a third of a round's patches are never drawn), so a trial clusters ``epochs x patches_per_epoch``
+distinct patches, as many as RotNet and BiGAN train on. A checkpoint of the earlier fixed set is refused. As in the original, the clustering pass sees each patch's
 centre view (224 of 256: its Resize + CenterCrop) and every training draw a RandomResizedCrop (area
 0.08-1, aspect 3/4-4/3) and a random flip of it (its ``clustering.py``; "each augmented version of an
 image belongs to the cluster of its center crop"), composed into the patch's one resampling.
@@ -59,6 +60,7 @@ __all__ = ["DeepCluster", "DeepClusterOptions", "uniform_over_clusters"]
 # per centroid, and the steps after which a fresh top layer on frozen features reached 36 % pseudo-label
 # accuracy at cpu-small scale (0.9 % after 16, 4 % after 64; chance 1 %).
 MIN_PATCHES_PER_CLUSTER, MIN_STEPS_PER_CLUSTERING = 39, 300
+PATCH_PROTOCOL = "fresh-per-round"  # in checkpoints: what the labels of a round index (see load_state_dict)
 CLUSTERED_FRACTION = 224 / 256  # the clustering pass's view: Resize(256) + CenterCrop(224) in the original
 
 log = logging.getLogger("monosweep.trial")
@@ -126,11 +128,13 @@ class DeepCluster(Method[DeepClusterOptions]):
         reassign = cast(DeepClusterOptions, cfg.options).reassign
         return cls.round_patches(cfg, max(0, cfg.epochs - 1) // reassign * reassign)
 
-    @staticmethod
-    def anchor_count(cfg: ResolvedConfig) -> int:
-        """NMI anchors: as many patches as k-means itself wants (faiss' points per centroid), at most an epoch's."""
+    @classmethod
+    def anchor_count(cls, cfg: ResolvedConfig) -> int:
+        """NMI anchors: as many patches as k-means itself wants (faiss' points per centroid), at most the first
+        round's. With few points per cluster the NMI of two unrelated labelings is far from 0 (1,024 points in
+        160 clusters: ~0.6), hence also ``nmi_chance``."""
         clusters = cast(DeepClusterOptions, cfg.options).clusters
-        return min(cfg.patches_per_epoch, MIN_PATCHES_PER_CLUSTER * clusters)
+        return min(cls.round_patches(cfg, 0), MIN_PATCHES_PER_CLUSTER * clusters)
 
     @staticmethod
     def clustered_dim(cfg: ResolvedConfig) -> int:
@@ -157,7 +161,7 @@ class DeepCluster(Method[DeepClusterOptions]):
             said.append(f"pca_dim={options.pca_dim} does not reduce the {width} dims it clusters ({where}): "
                         f"whitening all of them amplifies the noise as much as the signal; set pca_dim to at most "
                         f"{width // 2} (the original keeps 256 of 4096) or a wider head_hidden")
-        clustered = cls.round_patches(cfg, 0)  # a whole round's (or every epoch's, when fewer)
+        clustered = cls.smallest_round(cfg)
         per_cluster = clustered / options.clusters
         if per_cluster < MIN_PATCHES_PER_CLUSTER:
             said.append(f"clusters={options.clusters} leaves {per_cluster:.0f} of the {clustered} patches of a "
@@ -248,6 +252,9 @@ class DeepCluster(Method[DeepClusterOptions]):
                        "features_seconds": (t1 - t0) + (t3 - t2)}
         if self.previous is not None and self.previous.shape == anchor_labels.shape:
             self._epoch["nmi"] = nmi(anchor_labels, self.previous)
+            # The same labelings unpaired: what the NMI of unrelated partitions of these anchors is.
+            shuffle = torch.randperm(len(anchor_labels), generator=torch.Generator().manual_seed(cfg.seed + start))
+            self._epoch["nmi_chance"] = nmi(anchor_labels.cpu()[shuffle], self.previous)
         self.previous = anchor_labels.cpu()
         log.info("epoch %d: %d non-empty clusters of %d (features %.1fs, k-means %.1fs)", start + 1, nonempty,
                  options.clusters, (t1 - t0) + (t3 - t2), t2 - t1)
@@ -291,13 +298,17 @@ class DeepCluster(Method[DeepClusterOptions]):
         return {k: v for k, v in super()._stateful().items() if k not in ("top_layer", "top_optimizer")}
 
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "previous": self.previous}
+        state = {**super().state_dict(), "previous": self.previous, "patches": PATCH_PROTOCOL}
         if self.options.reassign > 1 and self.labels is not None:  # a later epoch may continue this round
             state["round"] = {"labels": self.labels.cpu(), "top_layer": self.top_layer.state_dict(),
                               "top_optimizer": self.top_optimizer.state_dict()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("patches") != PATCH_PROTOCOL:  # its labels index patches this code no longer draws
+            raise InputError("this DeepCluster checkpoint was written by a version that clustered one fixed set of "
+                             "patches; it cannot continue on fresh patches per round: run the trial again from "
+                             "the start (monosweep rerun --where id=ID)")
         super().load_state_dict(state)
         self.previous = state.get("previous")
         round_state = state.get("round")

@@ -29,7 +29,8 @@ from methods.errors import InputError
 from methods.patches.augment import parse_augment
 from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE
 
-__all__ = ["DEFAULT_METHOD", "LR_SCALINGS", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions", "ResolvedConfig",
+__all__ = ["DEFAULT_METHOD", "LR_SCALINGS", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions",
+           "ResolvedConfig",
            "TrainingDefaults", "TrialConfig", "check_field", "float_fields", "option_fields", "trial_fields"]
 
 PROBE_CACHE_MODES = ("auto", "always", "never")

@@ -222,3 +222,7 @@ def test_validate_warns_when_a_sobel_method_has_no_random_trunk_of_the_same_inpu
                   "b.yaml")
     assert main(["validate", str(both), "--storage", str(tmp_path / "r")]) == 0
     assert "no random trunk" not in capsys.readouterr().err
+    unprobed = _write(tmp_path, "name: c\ngrid: {method: [deepcluster]}\nfixed: {probe_epochs: 0, clusters: 8, "
+                      "patches_per_epoch: 512}\n", "c.yaml")
+    assert main(["validate", str(unprobed), "--storage", str(tmp_path / "r")]) == 0
+    assert "no random trunk" not in capsys.readouterr().err  # nothing to compare

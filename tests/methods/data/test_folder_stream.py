@@ -33,9 +33,20 @@ def test_stream_batches_are_seeded_by_epoch(folder: Path) -> None:
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
-def test_a_trial_on_the_whole_folder(folder: Path) -> None:
-    result = run_trial(tiny(method="rotnet", source=str(folder), num_images=0, epochs=1))
+@pytest.mark.parametrize("method", ["rotnet", "deepcluster"])  # DeepCluster draws views of the crops
+def test_a_trial_on_the_whole_folder(folder: Path, method: str) -> None:
+    result = run_trial(tiny(method=method, source=str(folder), num_images=0, epochs=1, probe_epochs=1))
     assert result.status == "finished" and result.history[0]["steps"] == 4  # 128 patches / 32
+
+
+def test_views_of_streamed_crops_are_the_crops_resampled(folder: Path) -> None:
+    stream = FolderStream(str(folder), 64, seed=1, device=torch.device("cpu"), workers=0)
+    crops = torch.cat(list(stream.batches_at(0, torch.arange(4), 4)))
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)).expand(4, 3, 3)
+    identity = torch.eye(3, dtype=torch.float64).expand(4, 3, 3)
+    assert torch.allclose(torch.cat(list(stream.batches_at(0, torch.arange(4), 4, views=identity))), crops, atol=1e-5)
+    mirrored = torch.cat(list(stream.batches_at(0, torch.arange(4), 4, views=mirror)))
+    assert torch.allclose(mirrored, crops.flip(-1), atol=1e-5)
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:

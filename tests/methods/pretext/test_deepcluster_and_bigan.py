@@ -180,7 +180,7 @@ def test_deepcluster_clusters_fresh_patches_each_round_as_many_as_the_other_meth
     n, epochs = 64, 4
     result = run_trial(tiny(method="deepcluster", epochs=epochs, reassign=2, probe_epochs=0, patches_per_epoch=n))
     clustered = [(epoch, idx) for kind, epoch, idx in calls if kind == "centre"]
-    anchors = min(n, deepcluster.MIN_PATCHES_PER_CLUSTER * 8)
+    anchors = min(2 * n, deepcluster.MIN_PATCHES_PER_CLUSTER * 8)  # at most the first round's
     assert [(e, len(i)) for e, i in clustered] == [(0, 2 * n), (2, 2 * n), (0, anchors)]
     assert all(torch.equal(i, torch.arange(len(i))) for _, i in clustered)
     pool = {(e, int(i)) for e, idx in clustered[:2] for i in idx}
@@ -190,6 +190,16 @@ def test_deepcluster_clusters_fresh_patches_each_round_as_many_as_the_other_meth
     assert [e for e, _ in trained] == [0, 0, 2, 2] and all(len(i) == n for _, i in trained)
     assert all(int(i.max()) < 2 * n for _, i in trained)  # each epoch draws from its round's patches
     assert "train.nmi" in result.history[2] and 0.0 <= result.history[2]["train.nmi"] <= 1.0
+    assert 0.0 <= result.history[2]["train.nmi_chance"] <= 1.0  # the same labelings, unpaired
+
+
+def test_a_deepcluster_checkpoint_of_the_fixed_patch_set_is_refused_in_one_line() -> None:
+    method = build_method(tiny(method="deepcluster", patches_per_epoch=64))
+    state = method.state_dict()
+    method.load_state_dict(state)  # this version's: fine
+    del state["patches"]  # as the versions that clustered one fixed set wrote it
+    with pytest.raises(InputError, match="clustered one fixed set of patches.*monosweep rerun --where id=ID"):
+        method.load_state_dict(state)
 
 
 def test_deepcluster_refuses_more_clusters_than_its_smallest_clustering_has_patches() -> None:
@@ -212,6 +222,8 @@ def test_deepcluster_warns_where_a_scaled_down_config_breaks_the_ratios_it_depen
     fixed = TrialConfig(method="deepcluster", arch="small", img_size=64, head_hidden=0, clusters=16, pca_dim=32,
                         reassign=20, patches_per_epoch=1024, batch_size=64, epochs=24).resolved()
     assert DeepCluster.warnings(fixed) == []
+    short = fixed.model_copy(update={"epochs": 21, "options": fixed.options.model_copy(update={"clusters": 160})})
+    assert any("leaves 6 of the 1024 patches" in line for line in DeepCluster.warnings(short))  # the last round
 
 
 def test_validate_says_the_warnings_once_per_kind_and_still_accepts_the_spec(tmp_path: Path) -> None:
@@ -221,4 +233,5 @@ def test_validate_says_the_warnings_once_per_kind_and_still_accepts_the_spec(tmp
     done = cli("validate", str(spec), "--storage", str(tmp_path / "results"), env=sweep_env())
     assert done.returncode == 0, done.stderr[-2000:]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("[monosweep] warning: ")]
-    assert len(warnings) == 3 and all(line.endswith("(2 trials)") for line in warnings)
+    own = [line for line in warnings if ": deepcluster: " in line]  # (the other: no Sobel random trunk, baselines)
+    assert len(own) == 3 and len(warnings) == 4 and all(line.endswith("(2 trials)") for line in warnings)
