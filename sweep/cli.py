@@ -1,5 +1,5 @@
-"""The ``monosweep`` command: validate, plan, run, status, rerun, stop, report, sync, submit a sweep; or run
-one trial.
+"""The ``monosweep`` command: validate, plan, run, status, rerun, stop, report, sync, submit a sweep; fetch
+probe data; or run one trial.
 
 This module only parses: it imports nothing but argparse, so ``monosweep --help`` answers at once. Each
 command lives in ``sweep/commands/<name>.py`` (a ``main(args)``), loaded by name once it is chosen; the
@@ -42,6 +42,7 @@ examples:
   monosweep submit spec.yaml --address http://10.0.0.1:8265                      # as a Ray Job
   monosweep trial --help                          # one trial, no Ray
 
+Probe data: `monosweep data cifar10 DIR` downloads CIFAR-10 into the layout the probe reads.
 A spec can build on another: `base: cpu-small.yaml` (merged, then validated as one).
 Shell completion: eval "$(monosweep completion bash)" (or zsh, fish).
 
@@ -83,6 +84,17 @@ examples:
 
 The request goes through the sweep's storage, so it works from any machine that reaches it. Running
 trials end `interrupted` at their last epoch's checkpoint; `monosweep run spec.yaml` resumes them.
+""",
+    "data": """\
+examples:
+  monosweep data cifar10 data/cifar10     # download (torchvision's downloader, MD5-checked), then
+                                          #   probe_data: data/cifar10 in the spec
+  monosweep data cifar100 data/cifar100
+  monosweep data stl10 data/stl10
+  monosweep data cifar10 data/cifar10 --mirror http://files.lab.local/datasets   # a local copy
+  monosweep data imagenet                 # how to lay out ImageNet (not downloadable: sign-up needed)
+
+Running it again on a complete folder checks the checksums and downloads nothing.
 """,
     "completion": """\
 examples:
@@ -159,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
                       help="wait this long for the driver to stop and release its lease (default 120; 0: "
                       "do not wait)")
+    data = command("data", "download CIFAR-10/100 or STL-10 for the probe; say how to lay out ImageNet/Places",
+                   spec=False)
+    data.add_argument("name", choices=("cifar10", "cifar100", "stl10", "imagenet", "places"), help="the data set")
+    data.add_argument("dir", type=Path, nargs="?", help="where to put it (then probe_data: DIR in a spec)")
+    data.add_argument("--mirror", metavar="URL", help="a folder URL holding the set's archive under its usual name "
+                      "(default: torchvision's own URL)")
     completion = command("completion", "print the shell code that completes monosweep's commands", spec=False)
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="your shell")
     submit = command("submit", "send `monosweep run SPEC` to a Ray cluster as a Ray Job")

@@ -7,7 +7,8 @@ Accepted forms (all local; nothing is downloaded):
   * an ImageFolder directory: ``train/<class>/*`` and ``val/<class>/*`` (or ``test/``), the way
     ImageNet, Places and the offline CIFAR-10 export are kept;
   * the same layout inside a ``.tar`` file (read in place, only the files needed);
-  * a torchvision CIFAR-10 root (a folder holding ``cifar-10-batches-py``).
+  * a torchvision root of CIFAR-10, CIFAR-100 or STL-10 (a folder holding ``cifar-10-batches-py``,
+    ``cifar-100-python`` or ``stl10_binary``), as ``monosweep data NAME DIR`` writes it.
 
 Small sets are decoded once into a uint8 tensor at the probe size; large image folders are streamed
 through a DataLoader with the protocol's random-resized crop + flip. For in-memory sets the same crop
@@ -34,7 +35,7 @@ from methods.errors import InputError
 
 torch, F = lazy("torch"), lazy("torch.nn.functional")
 
-__all__ = ["LabelledData", "Split", "load_labelled", "locate_labelled", "random_resized_crops"]
+__all__ = ["TORCHVISION_ROOTS", "LabelledData", "Split", "load_labelled", "locate_labelled", "random_resized_crops"]
 
 # Decode into memory when the split's images at the probe size stay under this many bytes.
 IN_MEMORY_BYTES = 4 << 30
@@ -269,34 +270,74 @@ def _load_folder(path: Path, size: int, limits: tuple[int | None, int | None], s
     return LabelledData(str(path), classes, made[0], made[1])
 
 
-_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+@dataclass(frozen=True)
+class _TorchvisionRoot:
+    """Where torchvision keeps one data set under its root, and how its files hold images and labels."""
+
+    folder: str  # what torchvision's archive extracts to
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str  # the file naming the classes
+    names_key: str = ""  # pickled sets: the meta key of the class names, the batch key of the labels
+    labels_key: str = ""
+
+    def files(self) -> list[str]:
+        """The files the probe reads (STL-10 keeps images and labels apart; its unlabelled part is unused)."""
+        splits = [*self.train, *self.test]
+        return [self.meta, *(splits if self.names_key else [f"{n}_{part}.bin" for n in splits for part in "Xy"])]
 
 
-def _read_cifar_batches(folder: Path, names: Sequence[str]) -> tuple[np.ndarray, list[int]]:
-    """Images (N, 32, 32, 3) and labels from torchvision's pickled CIFAR-10 batches."""
+TORCHVISION_ROOTS = {
+    "cifar10": _TorchvisionRoot("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                                ("test_batch",), "batches.meta", "label_names", "labels"),
+    "cifar100": _TorchvisionRoot("cifar-100-python", ("train",), ("test",), "meta", "fine_label_names",
+                                 "fine_labels"),
+    "stl10": _TorchvisionRoot("stl10_binary", ("train",), ("test",), "class_names.txt"),
+}
+
+
+def _read_pickled(layout: _TorchvisionRoot, folder: Path, names: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """Images (N, 32, 32, 3) and labels from CIFAR's pickled batches (each row: 1024 R, 1024 G, 1024 B)."""
     images, labels = [], []
     for name in names:
-        path = folder / name
-        if not path.is_file():
-            raise InputError(f"CIFAR-10 batch missing: {path}")
-        with path.open("rb") as handle:
+        with (folder / name).open("rb") as handle:
             batch = pickle.load(handle, encoding="latin1")
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.extend(batch["labels"])
+        labels.extend(batch[layout.labels_key])
     return np.concatenate(images), labels
 
 
-def _load_cifar(root: Path, size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
-    folder = root / "cifar-10-batches-py"
-    with (folder / "batches.meta").open("rb") as handle:
-        classes = list(pickle.load(handle, encoding="latin1")["label_names"])
+def _read_stl10(folder: Path, names: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """Images (N, 96, 96, 3) and labels from STL-10's binary files (column-major images, labels 1..10)."""
+    images, labels = [], []
+    for name in names:
+        raw = np.fromfile(folder / f"{name}_X.bin", dtype=np.uint8)
+        images.append(raw.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1))
+        labels.extend(int(v) - 1 for v in np.fromfile(folder / f"{name}_y.bin", dtype=np.uint8))
+    return np.concatenate(images), labels
+
+
+def _load_torchvision_root(
+    name: str, root: Path, size: int, limits: tuple[int | None, int | None], seed: int
+) -> LabelledData:
+    layout = TORCHVISION_ROOTS[name]
+    folder = root / layout.folder
+    missing = [f for f in layout.files() if not (folder / f).is_file()]
+    if missing:
+        raise InputError(f"{folder} lacks {', '.join(missing)}: fetch the set again with "
+                         f"`monosweep data {name} {root}`")
+    if layout.names_key:
+        with (folder / layout.meta).open("rb") as handle:
+            classes = list(pickle.load(handle, encoding="latin1")[layout.names_key])
+    else:
+        classes = (folder / layout.meta).read_text().split()
     made = []
-    for names, limit, offset in ((_CIFAR_TRAIN, limits[0], 0), (("test_batch",), limits[1], 1)):
-        array, labels = _read_cifar_batches(folder, names)
+    for names, limit, offset in ((layout.train, limits[0], 0), (layout.test, limits[1], 1)):
+        array, labels = (_read_pickled(layout, folder, names) if layout.names_key else _read_stl10(folder, names))
         keep = _limit(len(labels), limit, seed + offset)
-        images = torch.from_numpy(array[keep]).permute(0, 3, 1, 2)
+        images = torch.from_numpy(np.ascontiguousarray(array[keep])).permute(0, 3, 1, 2)
         made.append(Split(torch.tensor([labels[i] for i in keep]), size, images=_fit(list(images), size)))
-    return LabelledData(f"cifar10:{root}", classes, made[0], made[1])
+    return LabelledData(f"{name}:{root}", classes, made[0], made[1])
 
 
 def _load_demo(size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
@@ -325,22 +366,24 @@ def _load_demo(size: int, limits: tuple[int | None, int | None], seed: int) -> L
 
 
 def locate_labelled(spec: str) -> tuple[str, Path | None]:
-    """The form of labelled data ``spec`` names ('demo', 'tar', 'cifar', 'folder') and its path."""
+    """The form of labelled data ``spec`` names and its path: 'demo', 'tar', 'folder', or a torchvision root's
+    set name ('cifar10', 'cifar100', 'stl10')."""
     if spec == "demo":
         return "demo", None
     path = Path(spec).expanduser()
     if not path.exists():
-        raise InputError(f"labelled data not found: {spec} (give 'demo', an ImageFolder dir, a .tar, "
-                         "or a CIFAR-10 root)")
+        raise InputError(f"labelled data not found: {spec} (give 'demo', an ImageFolder dir, a .tar, or a "
+                         "CIFAR-10/100 or STL-10 root; `monosweep data cifar10 DIR` fetches one)")
     if path.is_file() and tarfile.is_tarfile(path):
         return "tar", path
-    if path.is_dir() and (path / "cifar-10-batches-py").is_dir():
-        return "cifar", path
-    if path.is_dir() and path.name == "cifar-10-batches-py":
-        return "cifar", path.parent
+    for name, layout in TORCHVISION_ROOTS.items():
+        if path.is_dir() and (path / layout.folder).is_dir():
+            return name, path
+        if path.is_dir() and path.name == layout.folder:
+            return name, path.parent
     if path.is_dir():
         return "folder", path
-    raise InputError(f"cannot use {spec} as labelled data: not a folder, a .tar or a CIFAR-10 root")
+    raise InputError(f"cannot use {spec} as labelled data: not a folder, a .tar or a torchvision root")
 
 
 def load_labelled(
@@ -351,6 +394,8 @@ def load_labelled(
     kind, path = locate_labelled(spec)
     if path is None:
         return _load_demo(size, limits, seed)
-    loader = {"tar": _load_tar, "cifar": _load_cifar, "folder": _load_folder}[kind]
+    if kind in TORCHVISION_ROOTS:
+        return _load_torchvision_root(kind, path, size, limits, seed)
+    loader = {"tar": _load_tar, "folder": _load_folder}[kind]
     return loader(path, size, limits, seed)
 

@@ -1,4 +1,5 @@
-"""Real servers started as separate processes on 127.0.0.1: moto's S3 server and an MLflow tracking server."""
+"""Real servers started as separate processes on 127.0.0.1: moto's S3 server, an MLflow tracking server and a
+plain HTTP file server (standing in for a data set's download site)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,31 @@ def moto_s3(*buckets: str) -> Iterator[dict[str, str]]:
         except subprocess.TimeoutExpired:  # (busy with thousands of objects: it may not answer TERM in time)
             proc.kill()
             proc.wait(timeout=10)
+
+
+@dataclass
+class FileServer:
+    """``python -m http.server`` over one folder; its request log tells which files were asked for."""
+
+    url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        return [line.split('"')[1] for line in self.log.read_text().splitlines() if line.count('"') >= 2]
+
+
+@contextmanager
+def file_server(folder: Path, log: Path) -> Iterator[FileServer]:
+    port = free_port()
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--directory", str(folder)], stdout=sink, stderr=sink)
+    try:
+        wait_for_port(port)
+        yield FileServer(f"http://127.0.0.1:{port}", log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def s3_client(env: dict[str, str]) -> Any:

@@ -91,6 +91,44 @@ def test_torchvision_cifar10_format(tmp_path: Path) -> None:
     assert float((upsampled[0] - data.val.images[0].float()).abs().mean()) < 1.0
 
 
+def test_torchvision_cifar100_format_reads_the_fine_labels(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for name, count in (("train", 40), ("test", 30)):
+        batch = {"data": rng.integers(0, 255, (count, 3072), dtype=np.uint8),
+                 "fine_labels": [i % 100 for i in range(count)], "coarse_labels": [i % 20 for i in range(count)]}
+        (root / name).write_bytes(pickle.dumps(batch))
+    (root / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"f{i}" for i in range(100)],
+                                              "coarse_label_names": [f"g{i}" for i in range(20)]}))
+    data = load_labelled(str(root), 32)  # the inner folder names the root too
+    assert data.name == f"cifar100:{tmp_path}" and len(data.classes) == 100 and data.classes[7] == "f7"
+    assert len(data.train) == 40 and data.val.labels.tolist() == list(range(30))
+
+
+def test_torchvision_stl10_format_is_column_major_with_labels_from_one(tmp_path: Path) -> None:
+    root = tmp_path / "stl10_binary"
+    root.mkdir()
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (6, 3, 96, 96), dtype=np.uint8)  # (N, C, H, W)
+    for name in ("train", "test"):
+        # STL-10 stores each channel column by column: (N, C, W, H) in memory.
+        images.transpose(0, 1, 3, 2).tofile(root / f"{name}_X.bin")
+        np.array([1, 2, 3, 10, 10, 5], dtype=np.uint8).tofile(root / f"{name}_y.bin")
+    (root / "class_names.txt").write_text("\n".join(f"s{i}" for i in range(10)) + "\n")
+    data = load_labelled(str(tmp_path), 96)
+    assert data.classes == [f"s{i}" for i in range(10)]
+    assert data.val.labels.tolist() == [0, 1, 2, 9, 9, 4]
+    assert torch.equal(data.val.images, torch.from_numpy(images))
+
+
+def test_a_torchvision_root_missing_a_file_names_it_and_the_fetch_command(tmp_path: Path) -> None:
+    (tmp_path / "stl10_binary").mkdir()
+    (tmp_path / "stl10_binary" / "class_names.txt").write_text("a b\n")
+    with pytest.raises(InputError, match=r"lacks train_X\.bin, train_y\.bin, test_X\.bin, test_y\.bin: .*`monosweep data stl10 "):
+        load_labelled(str(tmp_path), 32)
+
+
 def test_bad_labelled_data_gives_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         load_labelled(str(tmp_path / "nope"), 64)
