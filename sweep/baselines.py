@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from methods import registry
-from sweep.grid import Trial
+from sweep.grid import Trial, tally
 
 __all__ = ["LIKE_FIELDS", "RANDOM", "like", "missing_baselines"]
 
@@ -27,9 +27,8 @@ def like(config: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(config.get(name) for name in LIKE_FIELDS)
 
 
-def _differences(config: Mapping[str, Any], randoms: set[tuple[Any, ...]]) -> str:
+def _differences(mine: tuple[Any, ...], randoms: set[tuple[Any, ...]]) -> str:
     """What the nearest random trunk of the grid changes (the fewest fields), for the warning."""
-    mine = like(config)
     nearest = min(randoms, key=lambda r: sum(a != b for a, b in zip(r, mine, strict=True)))
     return ", ".join(f"{n}: {_yaml(m)}" for n, m, r in zip(LIKE_FIELDS, mine, nearest, strict=True) if m != r)
 
@@ -43,19 +42,15 @@ def missing_baselines(trials: Sequence[Trial]) -> list[str]:
     """One line per method whose trials no random trunk of the grid matches, saying how to add one: for a
     method with Sobel input always, otherwise when the grid holds random trunks (with other settings)."""
     randoms = {like(t.config.to_dict()) for t in trials if t.config.method == RANDOM}
-    lines: dict[str, int] = {}
+    lines = []
     for trial in trials:
-        config = trial.config.to_dict()
         if registry.get_method(trial.config.method).trains_on != "patches" or trial.config.probe_epochs == 0:
             continue  # the baselines themselves, or a trunk that is not probed
-        if like(config) in randoms or not (randoms or trial.config.sobel):
+        mine = like(trial.config.to_dict())
+        if mine in randoms or not (randoms or trial.config.sobel):
             continue
-        if randoms:
-            fix = f"add random trials with {_differences(config, randoms)}"
-        else:
-            fix = "add random trials with sobel: true"
-        line = (f"{trial.config.method} (sobel: {str(trial.config.sobel).lower()}) has no random trunk with the "
-                f"same input and probe to compare it with; {fix} (a grid axis sobel: [true, false], the pairs "
-                f"not wanted excluded, as in examples/cpu-small-sobel.yaml)")
-        lines[line] = lines.get(line, 0) + 1
-    return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in lines.items()]
+        fix = f"add random trials with {_differences(mine, randoms) if randoms else 'sobel: true'}"
+        lines.append(f"{trial.config.method} (sobel: {str(trial.config.sobel).lower()}) has no random trunk with "
+                     f"the same input and probe to compare it with; {fix} (a grid axis sobel: [true, false], the "
+                     f"pairs not wanted excluded, as in examples/cpu-small-sobel.yaml)")
+    return tally(lines)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from methods.trial.config import DEFAULT_METHOD, ResolvedConfig, TrialConfig, fl
 from methods.trial.inputs import check_inputs
 from sweep.spec import SweepSpec
 
-__all__ = ["Trial", "canonical", "expand", "trial_id", "validate_inputs"]
+__all__ = ["Trial", "canonical", "config_warnings", "expand", "tally", "trial_id", "validate_inputs"]
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,15 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
     return trials
 
 
+def tally(lines: Iterable[str]) -> list[str]:
+    """Each distinct line once, in first-seen order, with how many trials said it: a grid of 80 trials
+    gives one warning line, not 80."""
+    return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in Counter(lines).items()]
+
+
 def config_warnings(trials: list[Trial]) -> list[str]:
     """Each distinct warning the trials' methods give about their configs, with how many trials it concerns."""
-    counts: dict[str, int] = {}
-    for trial in trials:
-        for line in get_method(trial.config.method).warnings(trial.config):
-            said = f"{trial.config.method}: {line}"
-            counts[said] = counts.get(said, 0) + 1
-    return [f"{line} ({n} trial{'s' if n > 1 else ''})" for line, n in counts.items()]
+    return tally(f"{t.config.method}: {line}" for t in trials for line in get_method(t.config.method).warnings(t.config))
 
 
 def validate_inputs(trials: list[Trial], where: str = "spec") -> None:

@@ -84,3 +84,39 @@ def test_each_method_is_paired_with_the_random_trunk_of_its_own_input() -> None:
     table = _versus_markdown(pairs)
     assert "| deepcluster sobel=True | random sobel=True (n=2) | **+4.8** |" in table  # 45.25 - 40.5 beyond 1.0
     assert "| rotnet sobel=False | random sobel=False (n=2) | +0.2 |" in table  # 50.5 - 50.25 within 1.0
+
+
+def test_a_real_sweep_pairs_each_trained_trunk_with_the_random_trunk_of_its_input(tmp_path: Path) -> None:
+    """Through `monosweep run` and `report`: the gaps in versus_random.csv are the ledger's means' differences,
+    and the Sobel DeepCluster is measured against the Sobel random trunks, not the colour ones beside them."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"""
+name: paired
+grid:
+  method: [deepcluster, random]
+  sobel: [false, true]
+  seed: [0, 1]
+exclude:
+  - {{method: [deepcluster], sobel: [false]}}
+fixed: {{source: "sample:astronaut", arch: small, img_size: 64, epochs: 1, patches_per_epoch: 64, batch_size: 32,
+        probe_data: demo, probe_epochs: 1, probe_train_limit: 120, probe_val_limit: 60, workers: 0, device: cpu}}
+per_method:
+  deepcluster: {{clusters: 4, pca_dim: 8}}
+storage: {tmp_path / "results"}
+""")
+    ran = cli("run", str(spec))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = tmp_path / "report"
+    assert cli("report", str(spec), "--out", str(out)).returncode == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "paired" / "trials").glob("*.json")]
+
+    def mean(method: str, sobel: bool, layer: str) -> float:
+        return statistics.fmean(r["result"]["probe"][layer]["top1"] for r in records
+                                if r["values"]["method"] == method and r["values"]["sobel"] == sobel)
+
+    (row,) = csv.DictReader((out / "versus_random.csv").open())  # the grid's colour random trunks stand apart
+    assert row["group"].startswith("deepcluster") and "sobel=True" in row["random"], row
+    for layer in LAYERS:
+        gap = mean("deepcluster", True, layer) - mean("random", True, layer)
+        assert float(row[f"{layer}_gap"]) == pytest.approx(gap, abs=1e-3)
+        assert abs(gap - (mean("deepcluster", True, layer) - mean("random", False, layer))) > 1e-3  # pairing matters
