@@ -17,7 +17,7 @@ from sweep.ledger.store import Ledger
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
 
-__all__ = ["Plan", "plan_sweep", "prepare", "read_plan"]
+__all__ = ["Plan", "peek_plan", "plan_sweep", "prepare", "read_plan"]
 
 
 @dataclass
@@ -57,6 +57,21 @@ class Plan:
 def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_inputs: bool = True) -> Plan:
     """Expand the grid and read the ledger: what exists, what is left to run."""
     return read_plan(spec, *prepare(spec, where, storage, check_inputs))
+
+
+def peek_plan(spec: SweepSpec, where: str, storage: str | None = None) -> tuple[Plan, str | None]:
+    """The plan without touching the storage beyond reading it: nothing is created, and storage that cannot
+    be reached (a placeholder bucket, no credentials here) gives a plan of nothing finished and the reason."""
+    points = expand(spec, where)
+    if spec.search is not None:
+        search.check_space(spec, points, where)
+    store = Storage(spec.storage_uri(storage))
+    why = store.unreachable()
+    if why is None:
+        return read_plan(spec, points, store), None
+    empty = Plan(points, {}, store, points) if spec.search is None else Plan(
+        [], {}, store, points, search.budget(spec.search, points, {}))
+    return empty, why
 
 
 def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool) -> tuple[list[Trial], Storage]:

@@ -341,6 +341,17 @@ class Storage:
             what = f"cannot reach {self._where()}" if self.is_s3 else "cannot create"
             raise InputError(f"storage {self.uri}: {what}: {first_line(err)}") from None
 
+    def unreachable(self) -> str | None:
+        """Why this storage cannot be read now (None: it can), creating nothing: for commands that only look.
+        A local folder that does not exist yet reads as empty."""
+        if not self.is_s3:
+            return None
+        try:
+            self._files.check()
+        except Exception as err:  # noqa: BLE001 - whatever it is, the caller goes on without the ledger
+            return first_line(err)
+        return None
+
     def read(self, rel: str) -> Versioned | None:
         return self._call(f"reading {rel}", lambda: self._files.read(rel))
 

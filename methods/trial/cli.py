@@ -25,9 +25,13 @@ from methods import registry
 from methods.errors import InputError, first_line, guarded
 from methods.patches.augment import AUGMENTATIONS, PRESETS
 from methods.trial.config import TrialConfig, option_fields, trial_fields
+from methods.trial.cost import CPU_CONFIRM_S, cpu_seconds, trial_cost
+from methods.trial.inputs import check_inputs, pick_device
 from methods.trial.reporter import CHECKPOINT_FILE
 from methods.trial.result import TrialResult
 from methods.trial.run import run_trial
+
+log = logging.getLogger("monosweep")
 
 __all__ = ["add_trial_arguments", "build_parser", "main", "run_from_args"]
 
@@ -44,7 +48,8 @@ examples:
   # an augmentation ablation on your own photo, resumable from ./ckpt:
   monosweep trial --source photo.jpg --augment no-jitter --checkpoint-dir ckpt --output result.json
 
-  # N = 5 photos picked by the seed from a folder (or from the built-in 'samples'):
+  # N = 5 photos picked by the seed from a folder (or from the built-in 'samples'), the paper's protocol
+  # (a GPU job: on a CPU it stops with its estimate unless --yes):
   monosweep trial --source samples --num-images 5 --seed 3
 
 augmentation presets: full, none, no-<step>, only-<step>; or steps joined by '+', e.g. crop+scale
@@ -98,6 +103,8 @@ def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     run.add_argument("--list-augment", action="store_true", help="list augmentation steps and presets and exit")
     run.add_argument("-q", "--quiet", action="store_true", help="only print the final table")
+    run.add_argument("--yes", action="store_true", help="run even a trial estimated to take more than an hour on "
+                     "this machine's CPU (without it such a trial stops before it starts and says so)")
 
 
 def _config_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,6 +146,29 @@ class _KeepCheckpoints:
         self._keep(trunk)
 
 
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _check_cpu_budget(config: TrialConfig, confirmed: bool) -> None:
+    """On a machine without a GPU, say what the trial will take first; beyond an hour, only with --yes (the
+    defaults are the paper's protocol, a multi-GPU-hour job, which a CPU would run for months)."""
+    resolved = config.resolved()
+    check_inputs(resolved)  # a bad path is the first thing to hear of (run_trial checks again: it is cheap)
+    if pick_device(resolved.device).type != "cpu":
+        return
+    cores = os.cpu_count() or 1
+    seconds = cpu_seconds(resolved, cores)
+    if seconds > CPU_CONFIRM_S and not confirmed:
+        raise InputError(f"this trial needs ~{trial_cost(resolved).flops / 1e12:,.0f} TFLOP: about "
+                         f"{_duration(seconds)} on this machine's {cores} CPU cores (no GPU in use); pass --yes to "
+                         "run it anyway, or start small: monosweep trial --config examples/trial-quickstart.yaml")
+    log.info("estimate: about %s on %d CPU cores (compute only)", _duration(seconds), cores)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the trial the parsed arguments describe; returns the exit code."""
     if args.list_methods:
@@ -154,6 +184,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = TrialConfig.from_dict(_config_values(args))
+    _check_cpu_budget(config, args.yes)
     resume = None
     if args.checkpoint_dir is not None and (args.checkpoint_dir / CHECKPOINT_FILE).is_file():
         resume = args.checkpoint_dir

@@ -1,20 +1,28 @@
-"""``monosweep plan SPEC``: trials in total, finished and to run, by axis, and the GPU-hours they need."""
+"""``monosweep plan SPEC``: trials in total, finished and to run, by axis, and the GPU-hours they need.
+
+It only looks: nothing is created, and a storage it cannot reach (the placeholder bucket of
+``examples/paper.yaml``, a laptop without the cluster's credentials) still gets an answer, counted as if
+nothing had finished."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sweep.commands._shared import command, print_table, spec_of
-from sweep.estimate import DEFAULT_TFLOPS, sweep_hours
+from methods.trial.cost import DEFAULT_TFLOPS, sweep_hours
 from sweep.grid import canonical
-from sweep.plan import plan_sweep
+from sweep.plan import peek_plan
 
 
 @command
 def main(args: argparse.Namespace) -> int:
     spec = spec_of(args)
     tflops = args.tflops or DEFAULT_TFLOPS
-    plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
+    plan, unreachable = peek_plan(spec, str(args.spec), args.storage)
+    if unreachable is not None:
+        print(f"[monosweep] warning: storage {plan.storage.uri} cannot be read ({unreachable}): the counts assume "
+              "nothing has finished", file=sys.stderr)
     counts, to_sample = plan.counts(), sum(plan.to_sample.values())
     print(f"sweep {spec.name!r}: {plan.total} trials - {counts.get('finished', 0)} finished, "
           f"{counts.get('diverged', 0)} diverged, {len(plan.todo) + to_sample} to run (storage {plan.storage.uri})")

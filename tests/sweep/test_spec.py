@@ -9,6 +9,7 @@ from sweep.cli import main
 from sweep.grid import expand, trial_id
 from sweep.spec import load_spec
 from tests.support import REPO
+from tests.support.servers import S3_CREDENTIALS, free_port
 
 BASE = """
 name: ids
@@ -43,6 +44,24 @@ def test_the_paper_grid_plans_its_rows_and_gpu_hours(tmp_path: Path, capsys: pyt
     assert "87 trials" in out
     hours = float(out.split("compute: ~")[1].split()[0].replace(",", ""))
     assert 100 < hours < 5000  # hundreds of GPU-hours: a cluster job, as the paper's grid is
+
+
+def test_plan_answers_for_a_bucket_it_cannot_reach_and_creates_nothing(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's placeholder bucket, an endpoint where nothing listens: still the grid and its GPU-hours,
+    the warning that nothing finished is assumed; a local storage that does not exist stays so."""
+    for name, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    assert main(["plan", str(REPO / "examples" / "paper.yaml")]) == 0
+    assert time.monotonic() - started < 30  # no minutes of retries for a look
+    captured = capsys.readouterr()
+    assert "87 trials - 0 finished" in captured.out and "GPU-hours" in captured.out
+    (warning,) = captured.err.strip().splitlines()
+    assert "s3://your-bucket/sweeps/paper cannot be read" in warning and "assume nothing has finished" in warning
+    assert main(["plan", str(REPO / "examples" / "quickstart.yaml"), "--storage", str(tmp_path / "none")]) == 0
+    assert not (tmp_path / "none").exists()
 
 
 def test_quickstart_spec_expands() -> None:
@@ -158,7 +177,7 @@ def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> N
     from methods import TrialConfig
     from methods.pretext.deepcluster import DeepCluster
     from methods.trunk.alexnet import AlexNet
-    from sweep.estimate import _forward_flops, trial_cost
+    from methods.trial.cost import _forward_flops, trial_cost
 
     def hooked(arch: str, size: int) -> float:  # what torch runs: 2 x MACs of every conv and linear layer
         flops = 0.0

@@ -46,3 +46,20 @@ def test_a_tiny_trial_from_the_command_line(capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "random on sample:astronaut" in out
     assert all(layer in out for layer in ("conv1", "conv2", "conv3", "conv4", "conv5"))
+
+
+def test_the_papers_protocol_on_a_cpu_stops_before_it_starts_with_the_estimate(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The defaults are the paper's (a multi-GPU-hour job): on a CPU, one line with the estimate and the way on,
+    nothing run; a small trial and an explicit --yes pass the check."""
+    from methods.trial.cli import _check_cpu_budget
+    from methods.trial.config import TrialConfig
+
+    assert main(["trial", "--source", "samples", "--num-images", "5", "--seed", "3", "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "TFLOP: about" in line and "days" in line and "--yes" in line and "trial-quickstart.yaml" in line
+    paper = TrialConfig(source="samples", num_images=5, seed=3, device="cpu")
+    _check_cpu_budget(paper, confirmed=True)
+    small = TrialConfig(method="rotnet", source="sample:astronaut", img_size=64, epochs=2, patches_per_epoch=2048,
+                        batch_size=64, probe_data="demo", probe_epochs=8, device="cpu")
+    _check_cpu_budget(small, confirmed=False)

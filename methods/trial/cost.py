@@ -1,5 +1,6 @@
-"""What a sweep will cost, before it runs: FLOPs per trial from the trunk's own layers, turned into
-GPU-hours at an assumed achieved throughput (``monosweep plan --tflops``).
+"""What a trial will cost, before it runs: FLOPs from the trunk's own layers, turned into GPU-hours at an
+assumed achieved throughput (``monosweep plan --tflops``), or into hours on this CPU (``monosweep trial``
+asks before it starts a trial that would take longer than ``CPU_CONFIRM_S`` there).
 
 The trunk's FLOPs are counted, not guessed: every convolution of the trunk's layer table adds 2 x its
 multiply-adds at the trial's size (what torch's FlopCounterMode counts; tests/sweep/test_spec.py checks the
@@ -9,6 +10,10 @@ list of stated assumptions: how many trunk passes a method makes per patch (each
 ``passes_per_patch``), the size of a probe set named by its path, and the throughput. Measure the
 throughput on your GPU with ``bench/bench_mfu.py`` and pass it in; the default is an H100 at about 20 % of
 its bf16 peak. This is compute only: a probe that streams JPEGs (ImageNet) is often bound by decoding.
+
+On a CPU the figure is ``CPU_TFLOPS_PER_CORE``, measured from examples/cpu-aligned.yaml on an Intel Xeon VM
+(RotNet, 48.7 TFLOP in ~430 s on one core: 0.11 TFLOP/s); BiGAN's generator and discriminator are not in
+the count, so its trials take ~4x the figure there.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from methods import registry
 from methods.trial.config import PROBE_CACHE_LIMIT_BYTES, ResolvedConfig
 from methods.trunk.arch import ARCHS, conv_sides, pool5_dim
 
-__all__ = ["DEFAULT_TFLOPS", "Cost", "sweep_hours", "trial_cost"]
+__all__ = ["CPU_CONFIRM_S", "DEFAULT_TFLOPS", "Cost", "cpu_seconds", "sweep_hours", "trial_cost"]
 
 DEFAULT_TFLOPS = 200.0  # achieved bf16 TFLOP/s: ~20 % of an H100's dense peak (performance-notes §0)
+CPU_TFLOPS_PER_CORE = 0.11  # achieved fp32 TFLOP/s of one core (see above)
+CPU_CONFIRM_S = 3600.0  # `monosweep trial` on a CPU asks for --yes beyond this estimate
 _POOLED = 5 * 9216  # pooled values per probe image (5 layers x ~9.2k), cached as 2-byte floats
 # Probe training images when no limit is set, by a word in the probe data's path.
 PROBE_SIZES = {"imagenet": (1_281_167, 50_000), "places": (2_448_873, 20_500), "cifar": (50_000, 10_000),
@@ -79,3 +86,9 @@ def trial_cost(cfg: ResolvedConfig) -> Cost:
 
 def sweep_hours(configs: Iterable[ResolvedConfig], tflops: float = DEFAULT_TFLOPS) -> float:
     return sum(trial_cost(c).gpu_hours(tflops) for c in configs)
+
+
+def cpu_seconds(cfg: ResolvedConfig, cores: int) -> float:
+    """Seconds the trial's compute takes on ``cores`` CPU cores at the measured rate (a lower bound: the probe's
+    decoding and BiGAN's generator are not counted)."""
+    return trial_cost(cfg).flops / (CPU_TFLOPS_PER_CORE * 1e12 * max(1, cores))
