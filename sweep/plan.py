@@ -62,23 +62,22 @@ def plan_sweep(spec: SweepSpec, where: str, storage: str | None = None, check_in
 def peek_plan(spec: SweepSpec, where: str, storage: str | None = None) -> tuple[Plan, str | None]:
     """The plan without touching the storage beyond reading it: nothing is created, and storage that cannot
     be reached (a placeholder bucket, no credentials here) gives a plan of nothing finished and the reason."""
+    points = _points(spec, where)
+    store = Storage(spec.storage_uri(storage))
+    why = store.unreachable()
+    return _plan(spec, points, store, Ledger(store).read_all() if why is None else {}), why
+
+
+def _points(spec: SweepSpec, where: str) -> list[Trial]:
     points = expand(spec, where)
     if spec.search is not None:
         search.check_space(spec, points, where)
-    store = Storage(spec.storage_uri(storage))
-    why = store.unreachable()
-    if why is None:
-        return read_plan(spec, points, store), None
-    empty = Plan(points, {}, store, points) if spec.search is None else Plan(
-        [], {}, store, points, search.budget(spec.search, points, {}))
-    return empty, why
+    return points
 
 
 def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool) -> tuple[list[Trial], Storage]:
     """The grid's points and the sweep's storage, every input checked; reads no ledger."""
-    points = expand(spec, where)
-    if spec.search is not None:
-        search.check_space(spec, points, where)
+    points = _points(spec, where)
     if check_inputs:
         validate_inputs(points, where)
         for line in [*config_warnings(points), *missing_baselines(points)]:
@@ -90,7 +89,10 @@ def prepare(spec: SweepSpec, where: str, storage: str | None, check_inputs: bool
 
 def read_plan(spec: SweepSpec, points: list[Trial], store: Storage) -> Plan:
     """The plan as the ledger says now."""
-    records = Ledger(store).read_all()
+    return _plan(spec, points, store, Ledger(store).read_all())
+
+
+def _plan(spec: SweepSpec, points: list[Trial], store: Storage, records: dict[str, TrialRecord]) -> Plan:
     if spec.search is None:
         return Plan(points, records, store, points)
     return Plan(search.sampled_trials(records, points), records, store, points,

@@ -72,7 +72,7 @@ def fetch(name: str, root: Path, mirror: str | None = None, say: Callable[[str],
         return root
     url = f"{mirror.rstrip('/')}/{cls.filename}" if mirror else cls.url
     root.mkdir(parents=True, exist_ok=True)
-    say(f"{name}: downloading {url} into {root}")
+    say(f"{name}: downloading {PUBLIC_SETS[name].about} from {url} into {root}")
     try:
         dataset_utils.download_and_extract_archive(url, str(root), filename=cls.filename, md5=cls.tgz_md5,
                                                    remove_finished=True)

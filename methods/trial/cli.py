@@ -157,12 +157,12 @@ def _check_cpu_budget(config: TrialConfig, confirmed: bool) -> None:
     """On a machine without a GPU, say what the trial will take first; beyond an hour, only with --yes (the
     defaults are the paper's protocol, a multi-GPU-hour job, which a CPU would run for months)."""
     resolved = config.resolved()
-    check_inputs(resolved)  # a bad path is the first thing to hear of (run_trial checks again: it is cheap)
     if pick_device(resolved.device).type != "cpu":
         return
     cores = os.cpu_count() or 1
     seconds = cpu_seconds(resolved, cores)
     if seconds > CPU_CONFIRM_S and not confirmed:
+        check_inputs(resolved)  # a bad path is the first thing to hear of (else run_trial checks it, once)
         raise InputError(f"this trial needs ~{trial_cost(resolved).flops / 1e12:,.0f} TFLOP: about "
                          f"{_duration(seconds)} on this machine's {cores} CPU cores (no GPU in use); pass --yes to "
                          "run it anyway, or start small: monosweep trial --config examples/trial-quickstart.yaml")

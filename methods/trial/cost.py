@@ -13,7 +13,7 @@ its bf16 peak. This is compute only: a probe that streams JPEGs (ImageNet) is of
 
 On a CPU the figure is ``CPU_TFLOPS_PER_CORE``, measured from examples/cpu-aligned.yaml on an Intel Xeon VM
 (RotNet, 48.7 TFLOP in ~430 s on one core: 0.11 TFLOP/s); BiGAN's generator and discriminator are not in
-the count, so its trials take ~4x the figure there.
+the count, so its trials take ~7x the figure there (cpu-aligned: 9 TFLOP counted, 600 s).
 """
 
 from __future__ import annotations
