@@ -1,5 +1,6 @@
 # One image for the Ray head and the workers, under `ray up` (cluster/aws/) and KubeRay (cluster/k8s/).
-#   docker build -t ghcr.io/YOUR_ORG/monosweep:2.60.0 . && docker push ghcr.io/YOUR_ORG/monosweep:2.60.0
+#   docker build --build-arg MONOSWEEP_COMMIT=$(git rev-parse --short=12 HEAD) -t ghcr.io/YOUR_ORG/monosweep:2.60.0 .
+#   docker push ghcr.io/YOUR_ORG/monosweep:2.60.0
 # The Ray version is pinned once, in pyproject.toml; tests/cluster/test_cluster_files.py fails if RAY_VERSION here, an
 # image tag or a rayVersion in cluster/ drifts from it. Not ray-ml: deprecated since Ray 2.31, gone after 2.49.
 ARG RAY_VERSION=2.60.0
@@ -30,4 +31,8 @@ COPY --chown=ray:users README.md ./
 COPY --chown=ray:users methods/ methods/
 COPY --chown=ray:users sweep/ sweep/
 COPY --chown=ray:users examples/ examples/
-RUN monosweep --help > /dev/null
+
+# 3. Provenance: `.dockerignore` keeps .git out, so the commit given at build time is baked into the package
+#    (methods/_build.json); every trial's MLflow run then names the code it ran (methods/provenance.py).
+ARG MONOSWEEP_COMMIT=unknown
+RUN python -m methods.provenance --bake "$MONOSWEEP_COMMIT" && monosweep --help > /dev/null

@@ -12,32 +12,26 @@ import csv
 import io
 import math
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from methods.data.labelled import DEMO, DEMO_NOTE
 from methods.errors import InputError
 from methods.metrics import LAYERS as PROBE_LAYERS
 from methods.metrics import probe_metric
 from sweep.baselines import RANDOM, like
+from sweep.grid import Trial
 from sweep.ledger.records import DONE, TrialRecord
+from sweep.pictures import BASELINES, REFERENCE, chance, plot_layers, save_filter_rows
 from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
 from sweep.table import rows
 
-__all__ = ["REFERENCE", "Group", "group_results", "versus_random", "write_report"]
-
-# Linear probes on ImageNet (top-1 %), AlexNet, Zhang, Isola & Efros 2017 (Split-Brain), Table 2 — the
-# protocol the paper follows; see ../shared/paper.md §4.1. Drawn dashed for orientation.
-REFERENCE = {
-    "supervised (ImageNet labels)": (19.3, 36.3, 44.2, 48.3, 50.5),
-    "random (Gaussian init)": (11.6, 17.1, 16.9, 16.3, 14.1),
-}
-REFERENCE_SOURCE = "ImageNet linear probes, Zhang et al. 2017 Table 2"
-BASELINES = ("supervised", RANDOM)
-
+__all__ = ["REFERENCE", "Group", "group_results", "plot_trial", "report_groups", "versus_random", "write_report"]
 
 @dataclass
 class Group:
@@ -46,6 +40,7 @@ class Group:
     diverged: int
     top1: dict[str, list[float]]  # layer -> one value per seed
     like: tuple[Any, ...] = ()  # what a like-for-like random baseline shares with it (sweep/baselines.py)
+    ids: list[str] = field(default_factory=list)  # its trials, one per seed
 
     def label(self) -> str:
         return " ".join(f"{v}" if a == "method" else f"{a}={v}" for a, v in self.key) or "all"
@@ -82,10 +77,20 @@ def group_results(spec: SweepSpec, results: Sequence[dict[str, Any]]) -> list[Gr
         key = tuple((a, row["values"].get(a, row["config"].get(a))) for a in axes)
         group = groups.setdefault(key, Group(key, [], 0, {layer: [] for layer in PROBE_LAYERS}, like(row["config"])))
         group.seeds.append(row["config"]["seed"])
+        group.ids.append(row["id"])
         group.diverged += row["state"] == "diverged"
         for layer, value in probed.items():
             group.top1[layer].append(float(value))
     return list(groups.values())
+
+
+def plot_trial(record: TrialRecord, trial: Trial, label: Callable[[Trial], str], path: Path) -> None:
+    """One trial's probe top-1 per layer (its MLflow run's layers.png)."""
+    assert record.result is not None
+    probe = record.result.probe
+    group = Group((("method", label(trial)),), [record.config.get("seed")], int(record.status == "diverged"),
+                  {layer: [probe[layer]["top1"]] for layer in PROBE_LAYERS if layer in probe})
+    plot_layers([group], path, f"trial {record.id}", str(record.config.get("probe_data", "")), chance([record]))
 
 
 def _csv(groups: Sequence[Group], axes: Sequence[str]) -> str:
@@ -148,46 +153,9 @@ def _versus_csv(pairs: Sequence[tuple[Group, Group]]) -> str:
     return out.getvalue()
 
 
-def _plot(groups: Sequence[Group], path: Path, title: str, probe_data: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = list(range(1, len(PROBE_LAYERS) + 1))
-    same_scale = "imagenet" in probe_data.lower()  # the references are ImageNet numbers
-    fig, axes = plt.subplots(1, 1 if same_scale else 2, figsize=(7.5 if same_scale else 12, 4.8), squeeze=False)
-    ours, ref = axes[0][0], axes[0][-1]
-    for i, g in enumerate(groups):  # the baselines dashed, like the reference rows: the curves to compare against
-        style = "--" if dict(g.key).get("method") in BASELINES else "-"
-        ours.errorbar(x, [g.mean(layer) for layer in PROBE_LAYERS], yerr=[g.std(layer) for layer in PROBE_LAYERS],
-                      marker="osD^v"[i // 10 % 5], capsize=3, linestyle=style,  # a new marker once colours repeat
-                      label=f"{g.label()} (n={len(g.seeds)}" + (f", {g.diverged} diverged)" if g.diverged else ")"))
-    for (name, values), colour in zip(REFERENCE.items(), ("black", "grey"), strict=True):
-        ref.plot(x, values, linestyle="--", color=colour, marker=".", label=f"{name}")
-    ours.set_title(f"{title}: probe on {Path(probe_data).name or probe_data}")
-    if not same_scale:
-        ref.set_title(f"reference: {REFERENCE_SOURCE}", fontsize=9)
-    extra: list[Any] = []
-    for ax in (ours, ref):
-        ax.set_xticks(x, list(PROBE_LAYERS))
-        ax.set_xlabel("layer")
-        ax.set_ylabel("linear probe top-1 (%)")
-        ax.grid(alpha=0.3)
-        if ax is ours and len(groups) > 4:  # a long legend goes below the axes instead of over the curves
-            below = ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.15))
-            below.set_in_layout(False)  # tight_layout keeps the axes' size; the saved image grows instead
-            extra.append(below)
-        else:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight", bbox_extra_artists=extra)
-    plt.close(fig)
-
-
-def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
-    """Write report.csv, report.md and the plots into ``out``; returns the files written. For a search,
-    the best trial around each grid point stands for it."""
+def report_groups(spec: SweepSpec, plan: Plan) -> tuple[list[Trial], list[Group]]:
+    """The trials a report stands on (for a search, the best trial around each grid point) and their groups;
+    a one-line error when no trial has probe results yet."""
     trials = plan.trials
     if spec.search is not None:
         chosen = {found[0].id for p in plan.points if (found := best(spec.search, p.id, plan.records)) is not None}
@@ -196,18 +164,27 @@ def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
     groups = group_results(spec, [r for r in rows(plan) if r["id"] in chosen_ids])
     if not groups:
         raise InputError(f"sweep {spec.name!r} has no finished trial with probe results yet: nothing to report")
+    return trials, groups
+
+
+def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
+    """Write report.csv, report.md, the plots and conv1's filters side by side into ``out``; returns the
+    files written. For a search, the best trial around each grid point stands for it."""
+    trials, groups = report_groups(spec, plan)
     out.mkdir(parents=True, exist_ok=True)
     axes = group_axes(spec)
     probe_data = ", ".join(sorted({str(t.config.probe_data) for t in trials}))
+    chance_line = chance([plan.records[i] for g in groups for i in g.ids])
     files = [out / "report.csv", out / "report.md", out / "layers.png"]
     files[0].write_text(_csv(groups, axes))
     title = f"Sweep {spec.name}" + (" (the best search trial around each grid point)" if spec.search else "")
     pairs = versus_random(groups)
-    files[1].write_text(_markdown(groups, axes, title) + (_versus_markdown(pairs) if pairs else ""))
+    note = f"\n> Note: {DEMO_NOTE}.\n" if DEMO in {str(t.config.probe_data) for t in trials} else ""
+    files[1].write_text(_markdown(groups, axes, title) + note + (_versus_markdown(pairs) if pairs else ""))
     if pairs:
         files.append(out / "versus_random.csv")
         files[-1].write_text(_versus_csv(pairs))
-    _plot(groups, files[2], spec.name, probe_data)
+    plot_layers(groups, files[2], spec.name, probe_data, chance_line)
     for method in sorted({dict(g.key)["method"] for g in groups}):
         mine = [g for g in groups if dict(g.key)["method"] == method]
         seen: set[frozenset[frozenset[int]]] = set()
@@ -222,13 +199,33 @@ def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
             if len(marginal) > 1 and partition not in seen:
                 seen.add(partition)
                 path = out / f"layers_{method}_by_{axis}.png"
-                _plot(marginal, path, f"{spec.name} {method} by {axis}", probe_data)
+                plot_layers(marginal, path, f"{spec.name} {method} by {axis}", probe_data, chance_line)
                 files.append(path)
+    if _filters(groups, plan, out / "conv1_filters.png"):
+        files.append(out / "conv1_filters.png")
     if spec.search is not None:
         files.append(out / "search.csv")
         files[-1].write_text(_search_csv(spec.search, {t.id: plan.records[t.id] for t in plan.trials
                                                        if t.id in plan.records}))
     return files
+
+
+FILTER_ROWS = 16  # groups drawn in the side-by-side conv1 picture (the grid's order; the rest left out)
+
+
+def _filters(groups: Sequence[Group], plan: Plan, path: Path) -> bool:
+    """conv1's filters of each group's first trial (its lowest seed), one labelled row per group."""
+    with tempfile.TemporaryDirectory(prefix="monosweep-report-") as tmp:
+        trunks = {}
+        for i, g in enumerate(groups[:FILTER_ROWS]):
+            first = min(zip(g.seeds, g.ids, strict=True))[1]
+            record = plan.records[first]
+            local = Path(tmp) / f"{i}.pt"
+            if record.trunk and plan.storage.download(record.trunk, local):
+                trunks[f"{g.label()} (seed {plan.records[first].config.get('seed')})"] = local
+        if trunks:
+            save_filter_rows(trunks, path)
+        return bool(trunks)
 
 
 def _search_csv(search: Search, records: dict[str, TrialRecord]) -> str:

@@ -193,6 +193,7 @@ class _S3Objects:
 
     def __init__(self, root: str) -> None:
         import boto3
+        import botocore.session
         from botocore.config import Config
 
         self.bucket, _, self.prefix = root.partition("/")
@@ -201,7 +202,11 @@ class _S3Objects:
                         max_pool_connections=32,  # the ledger reads 16 records at once
                         read_timeout=4 * _TIMEOUT_S)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self.client = boto3.client("s3", region_name=region, config=config)
+        # botocore turns every listed object's LastModified into a datetime with dateutil (~0.2 ms each: 2 of
+        # the ~8 s a plan of a 10,000-record ledger took); nothing here reads a timestamp, so they stay text.
+        session = botocore.session.get_session()
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        self.client = boto3.Session(botocore_session=session).client("s3", region_name=region, config=config)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

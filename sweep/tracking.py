@@ -27,18 +27,19 @@ import json
 import logging
 import os
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from methods.errors import first_line
-from methods.metrics import EPOCH, trial_metrics
+from methods.metrics import EPOCH, LAYERS, trial_metrics
+from methods.provenance import code_version
 from sweep.grid import Trial
 from sweep.ledger.records import TrialRecord
+from sweep.pictures import save_filters
+from sweep.report import plot_trial
 from sweep.search import describe
 from sweep.spec import SweepSpec
 from sweep.storage import Storage
@@ -47,7 +48,7 @@ from sweep.storage import Storage
 # telemetry hook costs ~10 ms per client call. Opt back in with MLFLOW_DISABLE_TELEMETRY=false.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-__all__ = ["Tracker", "code_version", "redact", "tracking_uri"]
+__all__ = ["LAYER_CURVE", "Tracker", "redact", "tracking_uri"]
 
 Log = Callable[[str], None]
 TRIAL_TAG, SWEEP_TAG, ROLE_TAG = "monosweep.trial_id", "monosweep.sweep", "monosweep.role"
@@ -63,6 +64,16 @@ TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 # Our own summary says where the runs are; MLflow's per-run "View run" lines would bury it.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# The experiment opens in MLflow's model-training view (3.x picks the view from this tag; without it a new
+# experiment opens on GenAI traces).
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# Probe top-1 with step = conv layer (1..5): MLflow's chart view draws it as the paper's accuracy-per-layer
+# curve, one line per trial run; the sweep's run gets ``layers/<group>`` (each report group's mean). The
+# chart view groups metrics by what precedes the "/": all of them open together, in one "layers" section.
+LAYER_CURVE = "layers/top1"
+# MLflow 3.17's UI ignores the experiment's kind when its GenAI / model-training switch is on (the default):
+# the view then comes from this URL parameter, else the browser's last choice, else GenAI.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED",
                "interrupted": "KILLED"}
 
@@ -95,27 +106,6 @@ def tracking_uri(spec: SweepSpec, storage: Storage, override: str | None = None)
     root = Path(storage.root) if not storage.is_s3 else Path.home() / "monosweep-results" / spec.name
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
-
-
-@cache
-def code_version() -> str:
-    """The package version, plus the git commit (and ``-dirty``) when running from a checkout."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        text = version("monosweep")
-    except PackageNotFoundError:
-        text = "unknown"
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        text += f"+g{sha}{'-dirty' if dirty else ''}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return text
 
 
 class Tracker:
@@ -168,10 +158,12 @@ class Tracker:
                 location = (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
             self.experiment_id = self._create(
                 lambda: self.client.create_experiment(self.spec.name, artifact_location=location,
-                                                      tags={SWEEP_TAG: self.spec.name}),
+                                                      tags={SWEEP_TAG: self.spec.name, KIND_TAG: MODEL_TRAINING}),
                 lambda: getattr(self.client.get_experiment_by_name(self.spec.name), "experiment_id", None))
         else:
             self.experiment_id = experiment.experiment_id
+            if KIND_TAG not in experiment.tags:  # made by an older version (a view the user picked stays)
+                self.client.set_experiment_tag(self.experiment_id, KIND_TAG, MODEL_TRAINING)
         parents = self._unique(self._search(f"tags.`{ROLE_TAG}` = 'sweep'"), "the sweep")
         if parents:
             self.parent_id = parents[0].info.run_id
@@ -212,6 +204,14 @@ class Tracker:
 
         self._guard("closing the sweep run", close)
 
+    def log_parent_curves(self, curves: Mapping[str, Mapping[str, float]]) -> None:
+        """The report's groups on the sweep's run as ``layers/<group>``, step = conv layer: the chart view
+        shows them as accuracy-per-layer curves, one chart per group, beside the trials' ``layers/top1``."""
+        if self.parent_id:
+            metrics = [m for label, top1 in curves.items()
+                       for m in layer_curve(f"{LAYER_CURVE.split('/')[0]}/{_metric_name(label)}", top1)]
+            self._guard("logging the report's curves", lambda: self._log(self.parent_id, metrics))
+
     def log_parent_artifacts(self, directory: Path) -> None:
         """Attach files (the report) to the sweep's parent run."""
         if self.parent_id:
@@ -219,9 +219,11 @@ class Tracker:
                                                                                 "report"))
 
     def ui_hint(self) -> str:
+        """How to open the sweep's runs in the model-training view (the link says which view: see above)."""
+        page = f"/#/experiments/{self.experiment_id or ''}/runs?{MODEL_TRAINING_VIEW}"
         if self.embedded:
-            return f"browse the runs: mlflow ui --backend-store-uri {self.shown}"
-        return f"browse the runs: {self.shown}/#/experiments/{self.experiment_id or ''}"
+            return f"browse the runs: mlflow ui --backend-store-uri {self.shown} and open http://127.0.0.1:5000{page}"
+        return f"browse the runs: {self.shown.rstrip('/')}{page}"
 
     def _create(self, create: Callable[[], Any], find: Callable[[], Any]) -> Any:
         """Make something once: without MLflow's retries, and after a failure, look for it before giving up
@@ -284,9 +286,13 @@ class Tracker:
 
         self._guard("tagging the best trial", mark)
 
-    def _child(self, trial: Trial, reruns: int | None = None) -> str:
-        """The trial's run id: found by tag, or created nested under the sweep's run with its params (and
-        ``reruns``, the number of earlier runs set aside, as last seen in the ledger when not given)."""
+    def has_run(self, trial_id: str) -> bool:
+        return trial_id in self.run_ids
+
+    def _child(self, trial: Trial, reruns: int | None = None, started: float = 0.0) -> str:
+        """The trial's run id: found by tag, or created nested under the sweep's run with its params, starting
+        when the trial started (``started``, wall clock, when known), and ``reruns``, the number of earlier
+        runs set aside (as last seen in the ledger when not given)."""
         if trial.id in self.run_ids:
             return self.run_ids[trial.id]
         from mlflow.entities import Param
@@ -298,7 +304,8 @@ class Tracker:
                 "mlflow.parentRunId": self.parent_id, "monosweep.version": code_version(),
                 **{f: str(config[f]) for f in TAGGED_FIELDS}}
         run_id = str(self._create(
-            lambda: self.client.create_run(self.experiment_id, run_name=self._run_name(trial), tags=tags).info.run_id,
+            lambda: self.client.create_run(self.experiment_id, start_time=_ms(started), run_name=self._run_name(trial),
+                                           tags=tags).info.run_id,
             lambda: next((r.info.run_id for r in self._search(f"tags.`{TRIAL_TAG}` = '{trial.id}'")), None)))
         params = [Param(k, str(v)) for k, v in sorted(config.items())]
         for start in range(0, len(params), 100):  # log_batch takes at most 100 params
@@ -317,12 +324,13 @@ class Tracker:
         if run.info.status == "RUNNING":
             self.client.set_terminated(run_id, "KILLED")
 
-    def log_epoch(self, trial: Trial, metrics: Mapping[str, Any]) -> None:
-        """Live: one epoch's metrics as the trial reports them (step = epoch). A trial's end is left to
-        :meth:`sync`, which mirrors it from the ledger."""
+    def log_epoch(self, trial: Trial, metrics: Mapping[str, Any], started: float = 0.0) -> None:
+        """Live: one epoch's metrics as the trial reports them (step = epoch); ``started`` (wall clock) is
+        when the trial started, for a run made now. A trial's end is left to :meth:`sync`, which mirrors it
+        from the ledger."""
         found = _epoch_metrics(metrics)
         if found:
-            self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial), found))
+            self._guard(f"logging trial {trial.id}", lambda: self._log(self._child(trial, started=started), found))
 
     def _log(self, run_id: str, metrics: list[Any], tags: Mapping[str, str] | None = None) -> None:
         from mlflow.entities import RunTag
@@ -350,42 +358,83 @@ class Tracker:
         if trial.id in self.run_ids and self.reruns.get(trial.id, 0) < len(record.history):
             self._supersede(trial)
         fresh = trial.id not in self.run_ids
-        run_id = self._child(trial, len(record.history))
+        run_id = self._child(trial, len(record.history), record.started)
         result = record.result
         logged = set() if fresh else {int(m.step) for m in self.client.get_metric_history(run_id, EPOCH)}
         metrics = []
+        tags = {"status": record.status, SYNCED_TAG: repr(record.updated)}
         if result is not None:
             metrics = [m for epoch in result.history if int(epoch.get(EPOCH, 0)) not in logged
                        for m in _epoch_metrics(epoch)]
             metrics += _metrics(trial_metrics(result.probe_metrics()), result.epochs_done)
-        tags = {"status": record.status, SYNCED_TAG: repr(record.updated)}
+            metrics += layer_curve(LAYER_CURVE, {layer: stats["top1"] for layer, stats in result.probe.items()})
+            tags.update({f"monosweep.{k}": v for k, v in result.environment.items() if k != "monosweep"})
+            if "monosweep" in result.environment:  # the code the worker ran (the driver's may differ)
+                tags["monosweep.version"] = result.environment["monosweep"]
         if record.search is not None:  # a search trial: which grid point it was sampled around
             tags[POINT_TAG] = record.search
         if record.error:
             tags["error"] = record.error[:5000]
         if record.status in _RUN_STATUS:
-            self._artifacts(run_id, record)
+            self._artifacts(run_id, trial, record)
+            if result is not None and result.inputs:
+                self.client.log_inputs(run_id, datasets=_datasets(result.inputs))
         self._log(run_id, metrics, tags)
         if record.status in _RUN_STATUS:
-            self.client.set_terminated(run_id, _RUN_STATUS[record.status])
+            self.client.set_terminated(run_id, _RUN_STATUS[record.status], end_time=_ms(record.ended))
         self.synced[trial.id] = repr(record.updated)
         return True
 
-    def _artifacts(self, run_id: str, record: TrialRecord) -> None:
-        """config.json, result.json and trunk.pt (from the storage), in one upload."""
+    def _artifacts(self, run_id: str, trial: Trial, record: TrialRecord) -> None:
+        """config.json, result.json, trunk.pt (from the storage) and two pictures: the per-layer probe plot
+        (layers.png) and conv1's filters (conv1_filters.png), in one upload."""
         with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
             folder = Path(tmp)
             (folder / "config.json").write_text(json.dumps(record.config, indent=1, sort_keys=True))
             if record.result is not None:
                 (folder / "result.json").write_text(json.dumps(record.result.to_dict(), indent=1, sort_keys=True))
+                if record.result.probe:
+                    plot_trial(record, trial, self.point_label, folder / "layers.png")
             if record.trunk:
                 self.storage.download(record.trunk, folder / "trunk.pt")
+                save_filters(folder / "trunk.pt", folder / "conv1_filters.png")
             self.client.log_artifacts(run_id, tmp)
 
     def _artifact_text(self, run_id: str, name: str, text: str) -> None:
         with tempfile.TemporaryDirectory(prefix="monosweep-artifact-") as tmp:
             (Path(tmp) / name).write_text(text)
             self.client.log_artifact(run_id, str(Path(tmp) / name))
+
+
+def _metric_name(text: str) -> str:
+    """``text`` with what MLflow does not take in a metric name (``=``, ``,`` ...) as ``:`` or ``_``."""
+    return re.sub(r"[^\w\-. :/]", "_", text.replace("=", ":"))
+
+
+def _ms(seconds: float) -> int | None:
+    """A wall-clock time in seconds as MLflow's milliseconds (None, for MLflow's "now", when unknown)."""
+    return int(seconds * 1000) if seconds else None
+
+
+def layer_curve(name: str, top1: Mapping[str, float]) -> list[Any]:
+    """``name`` at step 1..5 = conv1..conv5: what the chart view draws as a curve over the layers."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(name, float(top1[layer]), now, i) for i, layer in enumerate(LAYERS, 1) if layer in top1]
+
+
+def _datasets(inputs: Mapping[str, Mapping[str, str]]) -> list[Any]:
+    """A trial's data (methods/provenance.py digests) as MLflow dataset inputs, each with what it was for."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    found = []
+    for role, entry in sorted(inputs.items()):
+        where = entry.get("source", entry["name"])
+        kind = "s3" if where.startswith("s3://") else "local" if "/" in where else "builtin"
+        dataset = Dataset(entry["name"], entry["digest"], kind, json.dumps({"uri": where}))
+        found.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", role)]))
+    return found
 
 
 def _metrics(values: Mapping[str, float], step: int) -> list[Any]:

@@ -32,10 +32,12 @@ from PIL import Image
 from methods._lazy import lazy
 from methods.data.sources import IMAGE_SUFFIXES, SAMPLES, load_image_file, load_sample
 from methods.errors import InputError
+from methods.provenance import digest
 
 torch, F = lazy("torch"), lazy("torch.nn.functional")
 
-__all__ = ["TORCHVISION_ROOTS", "LabelledData", "Split", "load_labelled", "locate_labelled", "random_resized_crops"]
+__all__ = ["DEMO", "DEMO_NOTE", "TORCHVISION_ROOTS", "LabelledData", "Split", "load_labelled", "locate_labelled",
+           "random_resized_crops"]
 
 # Decode into memory when the split's images at the probe size stay under this many bytes.
 IN_MEMORY_BYTES = 4 << 30
@@ -95,6 +97,10 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def content(self) -> list[torch.Tensor | str]:
+        """What the split's digest covers: labels and images in memory, or labels and file names on disk."""
+        return [self.labels, self.images] if self.images is not None else [self.labels, *map(str, self.files or [])]
 
     def batches(
         self,
@@ -172,6 +178,10 @@ class LabelledData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def digest(self) -> str:
+        """A content digest of the set as the probe sees it (classes, labels, images at their probe size)."""
+        return digest([*self.classes, *self.train.content(), "val", *self.val.content()])
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -340,6 +350,13 @@ def _load_torchvision_root(
     return LabelledData(f"{name}:{root}", classes, made[0], made[1])
 
 
+DEMO = "demo"
+# What the demo set can and cannot show, said wherever its numbers appear (status, report, plots).
+DEMO_NOTE = ("probe 'demo' (crops of the built-in photos, labelled by photo) is a smoke test: it shows that every "
+             "step runs, not what a trunk learnt (a random trunk scores as high on it); for that, probe a real "
+             "set: `monosweep data cifar10 DIR` (README, 'Next: real probe data')")
+
+
 def _load_demo(size: int, limits: tuple[int | None, int | None], seed: int) -> LabelledData:
     """Crops of each sample photo, labelled by photo: train from the left 60 %, val from the rest."""
     per_class = (120, 40)
@@ -362,14 +379,14 @@ def _load_demo(size: int, limits: tuple[int | None, int | None], seed: int) -> L
         keep = _limit(len(labels[split]), limits[split], seed + split)
         made.append(Split(torch.tensor([labels[split][i] for i in keep]), size,
                           images=_fit([crops[split][i] for i in keep], size)))
-    return LabelledData("demo", list(SAMPLES), made[0], made[1])
+    return LabelledData(DEMO, list(SAMPLES), made[0], made[1])
 
 
 def locate_labelled(spec: str) -> tuple[str, Path | None]:
     """The form of labelled data ``spec`` names and its path: 'demo', 'tar', 'folder', or a torchvision root's
     set name ('cifar10', 'cifar100', 'stl10')."""
-    if spec == "demo":
-        return "demo", None
+    if spec == DEMO:
+        return DEMO, None
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(f"labelled data not found: {spec} (give 'demo', an ImageFolder dir, a .tar, or a "

@@ -18,6 +18,7 @@ from methods.data.labelled import LabelledData, load_labelled
 from methods.data.sources import resolve_sources
 from methods.patches.augment import parse_augment
 from methods.patches.generator import PatchGenerator, PatchRecipe
+from methods.provenance import digest
 from methods.trial.config import ResolvedConfig
 
 __all__ = ["PatchSource", "TrialContext"]
@@ -42,6 +43,8 @@ class TrialContext:
     device: torch.device
     _patches: PatchSource | None = None
     _labelled: dict[tuple[str, int], LabelledData] = field(default_factory=dict)
+    # The data the trial read, by what it was for, with a content digest each (methods/provenance.py).
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def cuda(self) -> bool:
@@ -62,16 +65,25 @@ class TrialContext:
         if self._patches is None:
             cfg = self.config
             if cfg.num_images == 0:
-                self._patches = FolderStream(cfg.source, cfg.img_size, cfg.seed, self.device, cfg.workers)
+                stream = FolderStream(cfg.source, cfg.img_size, cfg.seed, self.device, cfg.workers)
+                self._patches, content, chosen = stream, [str(f) for f in stream.files], cfg.source
             else:
-                images = [s.load() for s in resolve_sources(cfg.sources, cfg.num_images, cfg.seed)]
+                sources = resolve_sources(cfg.sources, cfg.num_images, cfg.seed)
+                images = [s.load() for s in sources]
                 recipe = PatchRecipe(size=cfg.img_size, steps=parse_augment(cfg.augment))
                 self._patches = PatchGenerator(images, recipe, seed=cfg.seed, device=self.device)
+                content = [x for s, image in zip(sources, images, strict=True) for x in (s.name, image)]
+                chosen = ", ".join(s.name for s in sources)
+            self.inputs["training"] = {"name": cfg.source, "digest": digest(content), "source": chosen}
         return self._patches
 
     def labelled(self, spec: str, size: int) -> LabelledData:
         key = (spec, size)
         if key not in self._labelled:
             cfg = self.config
-            self._labelled[key] = load_labelled(spec, size, cfg.probe_train_limit, cfg.probe_val_limit, cfg.seed)
+            data = load_labelled(spec, size, cfg.probe_train_limit, cfg.probe_val_limit, cfg.seed)
+            self._labelled[key] = data
+            role = "probe" if spec == cfg.probe_data else "supervised"
+            self.inputs[role] = {"name": spec, "digest": data.digest(), "source": data.name,
+                                 "classes": str(data.num_classes)}
         return self._labelled[key]

@@ -5,7 +5,7 @@ Plain data (no torch), so the ledger can hold it typed and every reader asks it 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from methods.metrics import EPOCH, flat_probe
@@ -26,6 +26,8 @@ class TrialResult:
     probe: dict[str, dict[str, float]] = field(default_factory=dict)  # layer -> top1, top5, loss
     seconds: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    environment: dict[str, str] = field(default_factory=dict)  # code, torch, CUDA, device (methods/provenance.py)
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # what the data was for -> name, digest, source
 
     def probe_metrics(self) -> dict[str, float]:
         """The probe table as flat metrics: ``probe.conv1.top1`` ... ``probe.conv5.loss``, ``probe.mean.top1``."""
@@ -48,4 +50,6 @@ class TrialResult:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrialResult:
-        return cls(**values)
+        """Fields a newer version added are left out, fields an older one lacked take their defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

@@ -23,6 +23,7 @@ from methods.errors import InputError
 from methods.method import Diverged
 from methods.metrics import LR, TRAIN, flat_probe
 from methods.probe import ProbeSettings, run_probe
+from methods.provenance import environment
 from methods.trial.config import ResolvedConfig, TrialConfig
 from methods.trial.context import TrialContext
 from methods.trial.inputs import check_inputs, pick_device
@@ -118,6 +119,7 @@ def run_trial(config: TrialConfig | ResolvedConfig, report: Reporter | None = No
     result = TrialResult(
         config=cfg.to_dict(), status=status, epochs_done=len(history), history=history, probe=probe,
         seconds={"train": train_seconds, "probe": time.perf_counter() - t_probe}, message=message,
+        environment=environment(device), inputs=dict(ctx.inputs),
     )
     if report is not None:
         with holding(TRUNK_FILE, _serialise(trunk.state_dict())) as folder:

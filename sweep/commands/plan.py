@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sweep.commands._shared import command, print_table, spec_of
 from methods.trial.cost import DEFAULT_TFLOPS, sweep_hours
+from sweep.commands._shared import command, print_table, spec_of
 from sweep.grid import canonical
 from sweep.plan import peek_plan
 

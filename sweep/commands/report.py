@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sweep.commands._shared import command, spec_of
 from sweep.plan import plan_sweep
-from sweep.report import write_report
+from sweep.report import report_groups, write_report
 from sweep.tracking import Tracker, tracking_uri
 
 
@@ -23,6 +23,9 @@ def main(args: argparse.Namespace) -> int:
                       lambda message: print(message, file=sys.stderr))
     if tracker.open(running=False):
         tracker.log_parent_artifacts(out)
+        _, groups = report_groups(spec, plan)
+        tracker.log_parent_curves({g.label(): {layer: g.mean(layer) for layer in g.top1 if g.top1[layer]}
+                                   for g in groups})
     print(f"wrote {', '.join(f.name for f in files)} to {out}"
           + ("" if tracker.down else f" (also on the sweep's MLflow run; {tracker.ui_hint()})"))
     return 0

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from methods.data.labelled import DEMO, DEMO_NOTE
 from methods.errors import InputError
 from methods.metrics import LAYERS, probe_metric
 from sweep.commands._shared import command, print_table, spec_of
@@ -35,6 +36,8 @@ def _table(spec: SweepSpec, plan: Plan, selection: Selection) -> None:
         print(f"no trial matches {selection.text}" if selection else "the sweep has no trial yet")
         return
     print_table(lines)
+    if any(t.config.probe_data == DEMO for t in plan.trials):
+        print(f"note: {DEMO_NOTE}")
     if plan.to_sample and sum(plan.to_sample.values()) and not selection:
         print(f"... and {sum(plan.to_sample.values())} search trial(s) not sampled yet")
 

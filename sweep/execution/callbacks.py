@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +101,17 @@ class Mirror(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if not messages.is_end(result):  # the end is mirrored from the ledger, in _ended
-            self.pending.submit(self.tracker.log_epoch, self._trial(trial), dict(result))
+            self.pending.submit(self._log_epoch, self._trial(trial), dict(result))
+
+    def _log_epoch(self, trial: Trial, result: dict[str, Any]) -> None:
+        """(In the MLflow thread.) A trial's first epoch makes its run, which starts when the trial started:
+        the time its record holds."""
+        started = 0.0
+        if not self.tracker.has_run(trial.id):
+            with contextlib.suppress(Exception):  # a ledger read failing costs only the start time (now)
+                record = self.ledger.read(trial.id)
+                started = record.started if record is not None else 0.0
+        self.tracker.log_epoch(trial, result, started)
 
     def _ended(self, tune_trial: Any, completed: bool) -> None:
         if self.lease is None or self.lease.lost.is_set():

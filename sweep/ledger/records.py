@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -89,6 +90,8 @@ class TrialRecord:
     result: TrialResult | None = None
     fence: int = 0  # the generation of the lease under which the driver ran this attempt
     updated: float = 0.0
+    started: float = 0.0  # wall clock (s) when the trial first started (resumes keep it; a rerun resets it)
+    ended: float = 0.0  # wall clock (s) when its latest attempt ended
     history: list[Attempt] = field(default_factory=list)  # earlier runs set aside by `monosweep rerun`, oldest first
 
     @property
@@ -100,6 +103,7 @@ class TrialRecord:
         """An attempt begins on ``node``, under lease generation ``fence``; from the checkpoint after epoch
         ``resumed_after``, or from scratch (None)."""
         self.config, self.node, self.fence = config, node, fence
+        self.started = self.started or time.time()
         self.attempts += 1
         self.status, self.error = RUNNING, None
         if resumed_after is not None:
@@ -121,17 +125,17 @@ class TrialRecord:
 
     def finish(self, result: TrialResult, trunk: str | None) -> None:
         """The trial ran to its end (finished, or diverged with its last good state probed)."""
-        self.status, self.result, self.trunk = result.status, result, trunk
+        self.status, self.result, self.trunk, self.ended = result.status, result, trunk, time.time()
 
     def fail(self, error: str) -> None:
-        self.status, self.error = FAILED, error
+        self.status, self.error, self.ended = FAILED, error, time.time()
 
     def prune(self) -> None:
-        self.status = PRUNED
+        self.status, self.ended = PRUNED, time.time()
 
     def interrupt(self) -> None:
         """Stopped on request (``monosweep stop``) while running: resumed from its checkpoint next time."""
-        self.status = INTERRUPTED
+        self.status, self.ended = INTERRUPTED, time.time()
 
     def supersede(self, now: float) -> list[str]:
         """Set the run so far aside for a fresh one (``monosweep rerun``): its outcome goes to ``history``,
@@ -141,6 +145,7 @@ class TrialRecord:
         stale = [c.path for c in self.known_checkpoints()] + ([self.trunk] if self.trunk else [])
         self.status, self.attempts, self.error, self.result, self.trunk = PENDING, 0, None, None, None
         self.epoch, self.checkpoint, self.checkpoints, self.resumed_from = 0, None, [], []
+        self.started = self.ended = 0.0
         return stale
 
     # ------------------------------------------------------------------ JSON

@@ -35,6 +35,9 @@ storage: {tmp_path / "results"}
     report = cli("report", str(spec), "--out", str(out))
     assert report.returncode == 0, report.stderr[-2000:]
     assert "| method | probe_lr | probe_weight_decay | seeds | conv1 |" in report.stdout  # the table, printed
+    status = cli("status", str(spec))
+    for shown in (report.stdout, status.stdout):  # what the demo set can show, said where its numbers are
+        assert "probe 'demo' (crops of the built-in photos, labelled by photo) is a smoke test" in shown
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "reported" / "trials").glob("*.json")]
     rows = list(csv.DictReader((out / "report.csv").open()))
@@ -50,12 +53,14 @@ storage: {tmp_path / "results"}
         png = (out / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
     assert not (out / "layers_random_by_probe_weight_decay.png").exists()  # the same curves as by probe_lr
+    filters = (out / "conv1_filters.png").read_bytes()  # one row per group: both probe_lr groups
+    assert filters.startswith(b"\x89PNG") and len(filters) > 20_000
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'reported' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("reported")
     parent = client.search_runs([experiment.experiment_id], "tags.`monosweep.role` = 'sweep'")[0]
     attached = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.csv", "report/report.md", "report/layers.png",
+    assert {"report/report.csv", "report/report.md", "report/layers.png", "report/conv1_filters.png",
             "report/layers_random_by_probe_lr.png"} <= attached
 
 
@@ -72,7 +77,8 @@ def test_each_method_is_paired_with_the_random_trunk_of_its_own_input() -> None:
     def row(method: str, sobel: bool, seed: int, conv2: float) -> dict[str, object]:
         config = TrialConfig(method=method, sobel=sobel, seed=seed).resolved().to_dict()
         metrics = {f"probe.{layer}.top1": conv2 for layer in LAYERS}
-        return {"state": "finished", "metrics": metrics, "values": {"method": method, "sobel": sobel, "seed": seed},
+        values = {"method": method, "sobel": sobel, "seed": seed}
+        return {"id": f"{method}-{sobel}-{seed}", "state": "finished", "metrics": metrics, "values": values,
                 "config": config}
 
     rows = [row("random", True, 0, 40.0), row("random", True, 1, 41.0), row("random", False, 0, 50.0),

@@ -176,8 +176,8 @@ def test_the_cost_estimate_counts_the_trunks_flops_and_the_methods_passes() -> N
 
     from methods import TrialConfig
     from methods.pretext.deepcluster import DeepCluster
-    from methods.trunk.alexnet import AlexNet
     from methods.trial.cost import _forward_flops, trial_cost
+    from methods.trunk.alexnet import AlexNet
 
     def hooked(arch: str, size: int) -> float:  # what torch runs: 2 x MACs of every conv and linear layer
         flops = 0.0
