@@ -7,10 +7,13 @@ exit non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
-__all__ = ["InputError", "ServiceError", "first_line", "guarded"]
+__all__ = ["InputError", "ServiceError", "first_line", "guarded", "redact"]
+
+_USERINFO = re.compile(r"(://)[^/\s@]+@")
 
 
 class InputError(ValueError):
@@ -28,16 +31,21 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def redact(text: str) -> str:
+    """``text`` (a URI, or a message that quotes one) without any ``user:password@`` part."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def guarded(prog: str, command: Callable[[], int]) -> int:
     """Run a command; bad input becomes one ``PROG: error: ...`` line and exit code 2, a service that stayed
     down one such line and exit code 1, Ctrl-C exit code 130."""
     try:
         return command()
-    except InputError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+    except InputError as err:  # (a URI the user gave may carry credentials: never printed)
+        print(f"{prog}: error: {redact(str(err))}", file=sys.stderr)
         return 2
     except ServiceError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {redact(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from methods.errors import InputError, ServiceError, first_line
+from methods.errors import InputError, ServiceError, first_line, redact
 
 __all__ = ["RETRY_ENV", "Storage", "StorageUnavailable", "Versioned", "env_seconds"]
 
@@ -101,6 +101,10 @@ def parse_uri(uri: str) -> tuple[str, str]:
         bucket = parsed.netloc
         if not uri.startswith("s3://") or not bucket:
             raise InputError(f"{uri!r} names no bucket: use s3://bucket/prefix")
+        if "@" in bucket:
+            raise InputError(f"{redact(uri)!r}: credentials do not belong in a storage URI (they would be written "
+                             "to logs and records): use s3://bucket/prefix with AWS_ACCESS_KEY_ID / "
+                             "AWS_SECRET_ACCESS_KEY or ~/.aws")
         if not _BUCKET.match(bucket):
             raise InputError(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
         return "s3", f"{bucket}{parsed.path}".rstrip("/")

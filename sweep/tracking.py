@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from methods.errors import first_line
+from methods.errors import first_line, redact
 from methods.metrics import EPOCH, LAYERS, trial_metrics
 from methods.provenance import code_version
 from sweep.grid import Trial
@@ -57,7 +57,6 @@ SYNCED_TAG = "monosweep.synced"  # the ledger record's `updated` stamp last mirr
 DUPLICATE_TAG = "monosweep.duplicate"  # a run made twice for one sweep or trial, ended
 RERUN_TAG = "monosweep.rerun"  # how many earlier runs of the trial `monosweep rerun` set aside before this one
 SUPERSEDED = "superseded"  # the role of a trial's run once a rerun has replaced it (kept, under the sweep)
-_USERINFO = re.compile(r"(://)[^/\s@]+@")
 # Tags that make the MLflow UI's run table readable without opening the params.
 TAGGED_FIELDS = ("method", "source", "num_images", "augment", "seed")
 # A dead server must not stall the sweep: few retries, short timeouts (unless the user set them).
@@ -76,11 +75,6 @@ LAYER_CURVE = "layers/top1"
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 _RUN_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED", "pruned": "KILLED",
                "interrupted": "KILLED"}
-
-
-def redact(text: str) -> str:
-    """``text`` (a URI, or a message that quotes one) without any ``user:password@`` part."""
-    return _USERINFO.sub(r"\1", text)
 
 
 @contextlib.contextmanager

@@ -176,7 +176,10 @@ def test_mlflow_replies_delayed_past_the_timeout_make_no_second_run(
     experiments = [e for e in client.search_experiments() if e.name == "slowmlflow"]
     assert len(experiments) == 1
     runs = client.search_runs([experiments[0].experiment_id])
-    live = [r for r in runs if r.data.tags.get("monosweep.duplicate") != "true"]
+    # None made, not only none left: a create is never retried, and after a timeout the run is looked up first.
+    assert not [r.info.run_name for r in runs if r.data.tags.get("monosweep.duplicate") == "true"]
+    assert "second run" not in first.stderr + again.stderr
+    live = runs
     parents = [r for r in live if r.data.tags.get("monosweep.role") == "sweep"]
     assert len(parents) == 1 and all(r.info.status != "RUNNING" for r in runs)
     assert sorted(r.data.tags["monosweep.trial_id"] for r in live if r.data.tags.get("monosweep.role") == "trial") \

@@ -102,6 +102,17 @@ def test_s3_storage_without_a_bucket_is_refused_by_validate_and_nothing_is_writt
     assert list(tmp_path.iterdir()) == [spec]  # no folder named s3: or anything else
 
 
+def test_credentials_in_a_storage_uri_are_refused_and_never_printed(tmp_path: Path) -> None:
+    spec = noop_spec(tmp_path / "s.yaml", "creds", [0], "s3://AKIAEXAMPLE:s3cr3tkey@bucket/sweeps")
+    for command in ("validate", "plan"):
+        done = cli(command, str(spec), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert "credentials do not belong in a storage URI" in line and "s3://bucket/sweeps" in line
+        assert "s3cr3tkey" not in done.stdout + done.stderr and "AKIAEXAMPLE" not in done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == [spec]
+
+
 def _record(trial_id: str = "0123456789ab", **changes: object) -> TrialRecord:
     return TrialRecord(trial_id, status="finished", **changes)  # type: ignore[arg-type]
 
