@@ -17,7 +17,6 @@ class BuildWithCommit(build_py):
         assert spec is not None and spec.loader is not None
         provenance = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(provenance)
-        provenance.HERE = Path(__file__).resolve().parent / "methods"  # (git runs in the checkout)
         target = Path(self.build_lib) / "methods"
         target.mkdir(parents=True, exist_ok=True)
         provenance.bake(None, target)

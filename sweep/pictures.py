@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sweep.ledger.records import TrialRecord
     from sweep.report import Group
 
-__all__ = ["BASELINES", "REFERENCE", "chance", "plot_layers", "save_filter_rows", "save_filters"]
+__all__ = ["BASELINES", "REFERENCE", "chance_level", "plot_layers", "save_filter_rows", "save_filters"]
 
 # Linear probes on ImageNet (top-1 %), AlexNet, Zhang, Isola & Efros 2017 (Split-Brain), Table 2 — the
 # protocol the paper follows; see ../shared/paper.md §4.1. Drawn dashed for orientation.
@@ -31,7 +31,7 @@ REFERENCE_SOURCE = "ImageNet linear probes, Zhang et al. 2017 Table 2"
 BASELINES = ("supervised", RANDOM)
 
 
-def chance(records: Sequence[TrialRecord]) -> float | None:
+def chance_level(records: Sequence[TrialRecord]) -> float | None:
     """Chance top-1 (%) of the probe task the records share (None when they do not share one known count)."""
     counts = {r.result.inputs.get("probe", {}).get("classes") for r in records if r.result is not None}
     return 100.0 / int(counts.pop()) if len(counts) == 1 and None not in counts else None

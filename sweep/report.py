@@ -25,13 +25,14 @@ from methods.metrics import probe_metric
 from sweep.baselines import RANDOM, like
 from sweep.grid import Trial
 from sweep.ledger.records import DONE, TrialRecord
-from sweep.pictures import BASELINES, REFERENCE, chance, plot_layers, save_filter_rows
+from sweep.pictures import BASELINES, REFERENCE, chance_level, plot_layers, save_filter_rows
 from sweep.plan import Plan
 from sweep.search import best, objective
 from sweep.spec import Search, SweepSpec
 from sweep.table import rows
 
 __all__ = ["REFERENCE", "Group", "group_results", "plot_trial", "report_groups", "versus_random", "write_report"]
+
 
 @dataclass
 class Group:
@@ -90,7 +91,8 @@ def plot_trial(record: TrialRecord, trial: Trial, label: Callable[[Trial], str],
     probe = record.result.probe
     group = Group((("method", label(trial)),), [record.config.get("seed")], int(record.status == "diverged"),
                   {layer: [probe[layer]["top1"]] for layer in PROBE_LAYERS if layer in probe})
-    plot_layers([group], path, f"trial {record.id}", str(record.config.get("probe_data", "")), chance([record]))
+    plot_layers([group], path, f"trial {record.id}", str(record.config.get("probe_data", "")),
+                chance_level([record]))
 
 
 def _csv(groups: Sequence[Group], axes: Sequence[str]) -> str:
@@ -167,19 +169,20 @@ def report_groups(spec: SweepSpec, plan: Plan) -> tuple[list[Trial], list[Group]
     return trials, groups
 
 
-def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
+def write_report(spec: SweepSpec, plan: Plan, out: Path) -> tuple[list[Path], list[Group]]:
     """Write report.csv, report.md, the plots and conv1's filters side by side into ``out``; returns the
-    files written. For a search, the best trial around each grid point stands for it."""
+    files written and the groups they show. For a search, the best trial around each grid point stands for it."""
     trials, groups = report_groups(spec, plan)
     out.mkdir(parents=True, exist_ok=True)
     axes = group_axes(spec)
-    probe_data = ", ".join(sorted({str(t.config.probe_data) for t in trials}))
-    chance_line = chance([plan.records[i] for g in groups for i in g.ids])
+    probes = sorted({str(t.config.probe_data) for t in trials})
+    probe_data = ", ".join(probes)
+    chance_line = chance_level([plan.records[i] for g in groups for i in g.ids])
     files = [out / "report.csv", out / "report.md", out / "layers.png"]
     files[0].write_text(_csv(groups, axes))
     title = f"Sweep {spec.name}" + (" (the best search trial around each grid point)" if spec.search else "")
     pairs = versus_random(groups)
-    note = f"\n> Note: {DEMO_NOTE}.\n" if DEMO in {str(t.config.probe_data) for t in trials} else ""
+    note = f"\n> Note: {DEMO_NOTE}.\n" if DEMO in probes else ""
     files[1].write_text(_markdown(groups, axes, title) + note + (_versus_markdown(pairs) if pairs else ""))
     if pairs:
         files.append(out / "versus_random.csv")
@@ -207,7 +210,7 @@ def write_report(spec: SweepSpec, plan: Plan, out: Path) -> list[Path]:
         files.append(out / "search.csv")
         files[-1].write_text(_search_csv(spec.search, {t.id: plan.records[t.id] for t in plan.trials
                                                        if t.id in plan.records}))
-    return files
+    return files, groups
 
 
 FILTER_ROWS = 16  # groups drawn in the side-by-side conv1 picture (the grid's order; the rest left out)
@@ -218,11 +221,10 @@ def _filters(groups: Sequence[Group], plan: Plan, path: Path) -> bool:
     with tempfile.TemporaryDirectory(prefix="monosweep-report-") as tmp:
         trunks = {}
         for i, g in enumerate(groups[:FILTER_ROWS]):
-            first = min(zip(g.seeds, g.ids, strict=True))[1]
-            record = plan.records[first]
-            local = Path(tmp) / f"{i}.pt"
+            seed, first = min(zip(g.seeds, g.ids, strict=True))
+            record, local = plan.records[first], Path(tmp) / f"{i}.pt"
             if record.trunk and plan.storage.download(record.trunk, local):
-                trunks[f"{g.label()} (seed {plan.records[first].config.get('seed')})"] = local
+                trunks[f"{g.label()} (seed {seed})"] = local
         if trunks:
             save_filter_rows(trunks, path)
         return bool(trunks)

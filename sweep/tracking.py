@@ -69,7 +69,8 @@ KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 # Probe top-1 with step = conv layer (1..5): MLflow's chart view draws it as the paper's accuracy-per-layer
 # curve, one line per trial run; the sweep's run gets ``layers/<group>`` (each report group's mean). The
 # chart view groups metrics by what precedes the "/": all of them open together, in one "layers" section.
-LAYER_CURVE = "layers/top1"
+LAYER_SECTION = "layers"
+LAYER_CURVE = f"{LAYER_SECTION}/top1"
 # MLflow 3.17's UI ignores the experiment's kind when its GenAI / model-training switch is on (the default):
 # the view then comes from this URL parameter, else the browser's last choice, else GenAI.
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
@@ -203,7 +204,7 @@ class Tracker:
         shows them as accuracy-per-layer curves, one chart per group, beside the trials' ``layers/top1``."""
         if self.parent_id:
             metrics = [m for label, top1 in curves.items()
-                       for m in layer_curve(f"{LAYER_CURVE.split('/')[0]}/{_metric_name(label)}", top1)]
+                       for m in layer_curve(f"{LAYER_SECTION}/{_metric_name(label)}", top1)]
             self._guard("logging the report's curves", lambda: self._log(self.parent_id, metrics))
 
     def log_parent_artifacts(self, directory: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sweep.commands._shared import command, spec_of
 from sweep.plan import plan_sweep
-from sweep.report import report_groups, write_report
+from sweep.report import write_report
 from sweep.tracking import Tracker, tracking_uri
 
 
@@ -17,13 +17,12 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_of(args)
     plan = plan_sweep(spec, str(args.spec), args.storage, check_inputs=False)
     out = args.out or (Path(plan.storage.root) / "report" if not plan.storage.is_s3 else Path(f"{spec.name}-report"))
-    files = write_report(spec, plan, out)
+    files, groups = write_report(spec, plan, out)
     print(files[1].read_text())
     tracker = Tracker(spec, plan.storage, tracking_uri(spec, plan.storage, args.tracking_uri),
                       lambda message: print(message, file=sys.stderr))
     if tracker.open(running=False):
         tracker.log_parent_artifacts(out)
-        _, groups = report_groups(spec, plan)
         tracker.log_parent_curves({g.label(): {layer: g.mean(layer) for layer in g.top1 if g.top1[layer]}
                                    for g in groups})
     print(f"wrote {', '.join(f.name for f in files)} to {out}"
