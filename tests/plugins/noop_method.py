@@ -1,7 +1,9 @@
 """A test-only method that trains nothing but goes through every step of the trial protocol.
 
 Loaded through $MONOSWEEP_PLUGINS, so Ray workers register it too. Its "training" sleeps
-``MONOSWEEP_NOOP_SLEEP`` seconds per step (0 by default), which lets tests catch a sweep mid-run.
+``MONOSWEEP_NOOP_SLEEP`` seconds per step (0 by default), which lets tests catch a sweep mid-run; with
+``MONOSWEEP_NOOP_LOG`` set to a file, each step that completes appends "<seed> <epoch>" to it (one step an
+epoch), so a test can count how often each epoch ran, on whichever node.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ class NoOp(Method[MethodOptions]):
         return 1
 
     def batches(self, epoch: int) -> Iterable[Any]:
-        return [None]
+        return [epoch]
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         time.sleep(float(os.environ.get("MONOSWEEP_NOOP_SLEEP", "0")))
+        log = os.environ.get("MONOSWEEP_NOOP_LOG")
+        if log:
+            with open(log, "a") as handle:  # (one short append: whole lines even from two processes)
+                handle.write(f"{self.cfg.seed} {batch}\n")
         return {"loss": torch.tensor(0.0)}

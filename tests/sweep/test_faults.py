@@ -350,3 +350,48 @@ def test_a_sweep_survives_a_worker_node_killed_every_few_seconds(tmp_path: Path)
     assert len(records) == 4 and all(r["status"] == "finished" for r in records.values())
     assert all(r["result"]["epochs_done"] == 6 for r in records.values())
     assert len(kills) >= 2  # the monkey did strike
+
+
+def test_a_worker_node_killed_after_a_checkpoint_resumes_its_trial_there_and_touches_nothing_finished(
+    tmp_path: Path,
+) -> None:
+    """The deterministic half of the chaos test: the head has no CPU, so every trial runs on the one worker
+    node; it is SIGKILLed just after trial 2 recorded its second checkpoint (inside the 3 s of its third
+    epoch) and a fresh worker joins. Trial 2 resumes after epoch 2, every epoch of every trial completes
+    exactly once across both nodes, and the finished trial's record is byte-identical afterwards."""
+    nodes = RayNodes(sweep_env())
+    spec = noop_spec(tmp_path / "s.yaml", "killed", [0, 1, 2], tmp_path / "results", epochs=4,
+                     extra="retries: 3\nmax_concurrent_trials: 1")
+    root, log = tmp_path / "results" / "killed", tmp_path / "epochs.log"
+    seen: dict[str, Any] = {}
+
+    def kill_after_second_checkpoint() -> None:
+        records = _wait_for(root, lambda rs: any(r["config"]["seed"] == 1 and r["status"] == "running"
+                                                 and r["epoch"] >= 2 for r in rs.values()), timeout=300)
+        victim = nodes.workers[-1]
+        nodes.kill(victim)
+        seen["finished"] = {k: (root / "trials" / f"{k}.json").read_bytes()
+                            for k, r in records.items() if r["status"] == "finished"}
+        seen["victim"] = next(k for k, r in records.items() if r["config"]["seed"] == 1)
+        nodes.add_worker(wait=False)
+
+    try:
+        nodes.start_head(cpus=0)
+        nodes.add_worker()
+        killer = threading.Thread(target=kill_after_second_checkpoint, daemon=True)
+        killer.start()
+        done = cli("run", str(spec), "--address", nodes.address, timeout=600,
+                   env=sweep_env(RAY_AUTH_MODE="disabled", MONOSWEEP_NOOP_SLEEP="3", MONOSWEEP_NOOP_LOG=str(log)))
+        killer.join(timeout=60)
+    finally:
+        nodes.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    _no_traceback(done.stderr)
+    assert seen.get("finished"), "the worker was never killed after a finished trial"
+    records = read_records(root)
+    assert all(r["status"] == "finished" and r["result"]["epochs_done"] == 4 for r in records.values())
+    for key, before in seen["finished"].items():
+        assert (root / "trials" / f"{key}.json").read_bytes() == before, f"finished record {key} was rewritten"
+    assert records[seen["victim"]]["resumed_from"] == [2]
+    runs = log.read_text().split("\n")[:-1]
+    assert sorted(runs) == sorted(f"{seed} {epoch}" for seed in range(3) for epoch in range(4)), runs
