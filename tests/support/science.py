@@ -1,11 +1,12 @@
 """The science test's trunks, trained in a process of their own from the start of the test session.
 
 Training one-image RotNet (768 steps: at 384 its conv2 lead over the random trunks' mean was 1.4 points
-against their spread of 1.1; at 768, 2.2 and 3.4 for two seeds) and a supervised trunk and probing five
-trunks on CIFAR-10 takes ~20 minutes of one core, all compute; the platform tests around it mostly wait
-(on Ray starting, on outages and time limits they inject). So the conftest starts this module as a
-background process when the science tests are selected (with one thread, leaving a core to the rest),
-moves those tests to the end of the session, and their fixture collects what this process wrote.
+against their spread of 1.1; at 768, 2.2 and 3.4 for two seeds), one-image DeepCluster (1,280 steps) and a
+supervised trunk and probing nine trunks on CIFAR-10 takes ~30 minutes of one core, all compute; the platform
+tests around it mostly wait (on Ray starting, on outages and time limits they inject). So the conftest
+starts this module as a background process when the science tests are selected (with one thread, leaving a
+core to the rest), moves those tests to the end of the session, and their fixture collects what this
+process wrote.
 Run alone it uses both cores.
 
     python -m tests.support.science CIFAR_TAR OUT.json THREADS
@@ -31,6 +32,13 @@ TRUNKS: dict[str, list[dict[str, object]]] = {
     "rotnet": [{"method": "rotnet", "source": "sample:astronaut", "num_images": 1, "augment": "full", "epochs": 48,
                 "patches_per_epoch": 1024, "batch_size": 64, "head_hidden": 0}],
     "supervised": [{"method": "supervised", "epochs": 3, "batch_size": 64, "head_hidden": 512}],
+    # DeepCluster sees Sobel input, as in its original: its baseline is a random trunk with the same input.
+    # Its settings are examples/cpu-aligned.yaml's (the original's 128 patches per cluster, 320 steps between
+    # clusterings, fc7 whitened to 32 dims), where it led that baseline on conv2 by 2.5-3.1 points.
+    "random_sobel": [{"method": "random", "sobel": True, "seed": s} for s in SEEDS],
+    "deepcluster": [{"method": "deepcluster", "source": "sample:astronaut", "num_images": 1, "augment": "full",
+                     "epochs": 80, "reassign": 20, "clusters": 160, "pca_dim": 32, "patches_per_epoch": 1024,
+                     "batch_size": 64, "head_hidden": 512, "lr_scaling": "linear"}],
 }
 WAIT_S = 2400.0  # the most the science tests wait for it (~20 min on one core beside the rest of CI)
 

@@ -199,6 +199,24 @@ def test_a_trial_past_its_time_limit_fails_with_the_reason_after_its_retries(
     assert record["status"] == "failed" and reason in record["error"] and record["attempts"] == 2
 
 
+@pytest.mark.parametrize("limit", ["trial: 15", "stall: 10"])
+def test_a_hung_attempt_is_ended_and_the_retry_resumes_from_its_checkpoint(tmp_path: Path, limit: str) -> None:
+    """The third of four epochs hangs once: the limit ends that attempt, and the retry goes on from the
+    checkpoint after epoch 2 — the two epochs done are not run again, and the trial finishes. (The limits
+    leave room for an attempt's start, ~4 s on 2 cores before the first epoch: a stall limit counts it.)"""
+    log, marker = tmp_path / "epochs.log", tmp_path / "hung-once"
+    spec = noop_spec(tmp_path / "s.yaml", "hungonce", [0], tmp_path / "results", epochs=4,
+                     extra=f"retries: 1\ntimeouts: {{{limit}}}")
+    env = sweep_env(MONOSWEEP_NOOP_SLEEP="0.5", MONOSWEEP_NOOP_LOG=str(log), MONOSWEEP_NOOP_HANG=f"2:{marker}")
+    done = cli("run", str(spec), env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _no_traceback(done.stderr)
+    assert marker.exists()  # the attempt did hang
+    (record,) = read_records(tmp_path / "results" / "hungonce").values()
+    assert record["status"] == "finished" and record["attempts"] == 2 and record["resumed_from"] == [2]
+    assert sorted(log.read_text().split("\n")[:-1]) == ["0 0", "0 1", "0 2", "0 3"]  # each epoch once
+
+
 def test_a_driver_that_loses_its_lease_stops_scheduling_and_says_so(tmp_path: Path) -> None:
     spec = noop_spec(tmp_path / "s.yaml", "taken", [0, 1, 2, 3], tmp_path / "results", epochs=4,
                      extra="max_concurrent_trials: 1")
