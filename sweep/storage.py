@@ -16,7 +16,7 @@ The ledger's records, the checkpoints and the lease live here. Three promises:
 
 S3 goes through boto3, with the usual AWS settings (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` for
 MinIO/moto, ``AWS_REGION``, credentials from the environment, config files or an instance role); nothing
-of them is stored. Ray Tune gets a pyarrow filesystem of the same root for its own experiment folders.
+of them is stored.
 """
 
 from __future__ import annotations
@@ -277,20 +277,6 @@ class _S3Objects:
             raise
 
 
-def _s3_filesystem() -> Any:
-    """pyarrow's S3 filesystem for Ray Tune's experiment folders (same endpoint and credentials)."""
-    import pyarrow.fs as pafs
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    options: dict[str, object] = {"region": region, "connect_timeout": _TIMEOUT_S, "request_timeout": _TIMEOUT_S,
-                                  "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=10)}
-    if endpoint:
-        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
-        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "http")
-    return pafs.S3FileSystem(**options)  # type: ignore[arg-type]
-
-
 class Storage:
     """Files under one root, addressed by relative paths like ``trials/abc.json`` (see the module doc)."""
 
@@ -302,19 +288,9 @@ class Storage:
         self.is_s3 = kind == "s3"
         self.uri = f"s3://{self.root}" if self.is_s3 else self.root
         self._files: _LocalFiles | _S3Objects = _S3Objects(self.root) if self.is_s3 else _LocalFiles(self.root)
-        self._fs: Any = None
 
     def __reduce__(self) -> tuple[Any, ...]:  # (its clients are rebuilt where it is unpickled)
         return (Storage, (self.uri,))
-
-    @property
-    def fs(self) -> Any:
-        """A pyarrow filesystem of this storage, for Ray Tune (paths: :meth:`path`)."""
-        if self._fs is None:
-            import pyarrow.fs as pafs
-
-            self._fs = _s3_filesystem() if self.is_s3 else pafs.LocalFileSystem()
-        return self._fs
 
     def path(self, rel: str = "") -> str:
         return f"{self.root}/{rel}" if rel else self.root

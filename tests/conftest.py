@@ -4,6 +4,7 @@ science tests' trunks trained in the background from the session's start (``test
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ CIFAR_TAR_CANDIDATES = (
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SCIENCE = "tests/methods/trial/test_science.py"
+_cache = pytest.StashKey[str]()
 _science_run = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
 
 
@@ -43,7 +45,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_science_run] = (science.start(cifar, out, threads), out)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """What the tests' commands keep on this machine (record copies, Ray Tune's folders) goes to a folder of
+    the session's own, not the user's ~/.cache, and goes with the session."""
+    config.stash[_cache] = os.environ["MONOSWEEP_CACHE_DIR"] = tempfile.mkdtemp(prefix="monosweep-cache-")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_cache, None):
+        shutil.rmtree(config.stash[_cache], ignore_errors=True)
     run = config.stash.get(_science_run, None)
     if run is not None and run[0].poll() is None:
         run[0].kill()

@@ -71,7 +71,8 @@ class Mirror(tune.Callback):
     order: in Tune's event loop they would hold up the scheduling of the next trials. ``drain`` waits
     for them; the ledger is written here, synchronously. Nothing here may end the wave: a ledger that
     stays unreachable is said once and reconciled when the driver reads the ledger again at its end. A
-    driver that lost its lease writes nothing more."""
+    driver that lost its lease, or whose storage stayed down through a renewal's retries, writes nothing
+    more (each read would wait out the retries again; the next run resumes those trials)."""
 
     def __init__(self, tracker: Tracker, ledger: Ledger, lease: Lease | None, log: Log, pruning: bool) -> None:
         self.tracker, self.ledger, self.lease, self.log, self.pruning = tracker, ledger, lease, log, pruning
@@ -114,7 +115,7 @@ class Mirror(tune.Callback):
         self.tracker.log_epoch(trial, result, started)
 
     def _ended(self, tune_trial: Any, completed: bool) -> None:
-        if self.lease is None or self.lease.lost.is_set():
+        if self.lease is None or self.lease.lost.is_set() or self.lease.unreachable is not None:
             return
         try:
             self._record_end(tune_trial, completed)

@@ -4,8 +4,10 @@ caught up."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -16,6 +18,7 @@ from sweep.execution import messages
 from sweep.execution.callbacks import Mirror, Progress
 from sweep.execution.worker import trainable
 from sweep.grid import Trial
+from sweep.ledger.cache import local_folder
 from sweep.ledger.lease import Lease
 from sweep.ledger.records import TrialRecord
 from sweep.ledger.store import Ledger
@@ -23,7 +26,7 @@ from sweep.spec import SweepSpec
 from sweep.storage import Storage
 from sweep.tracking import Tracker
 
-__all__ = ["run_search_wave", "run_wave", "shortfall"]
+__all__ = ["run_search_wave", "run_wave", "shortfall", "tune_folder"]
 
 Log = Callable[[str], None]
 
@@ -33,8 +36,8 @@ def _trial_name(tune_trial: Any) -> str:
 
 
 class _Halt(tune.Stopper):
-    """Stops every trial at once when the driver has lost the sweep's lease or was asked to stop (see
-    ``ledger/lease.py``)."""
+    """Stops every trial at once when the driver has lost the sweep's lease, was asked to stop, or found the
+    storage unreachable (see ``ledger/lease.py``)."""
 
     def __init__(self, lease: Lease | None) -> None:
         self.lease = lease
@@ -46,11 +49,19 @@ class _Halt(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return self.lease is not None and (self.lease.lost.is_set() or self.lease.stopping.is_set())
+        return self.lease is not None and self.lease.halted
 
 
 def settings(spec: SweepSpec, storage: Storage, lease: Lease) -> messages.RunSettings:
     return messages.RunSettings(storage.uri, lease.generation, spec.timeouts.trial, spec.timeouts.stall)
+
+
+def tune_folder(storage: Storage) -> str:
+    """Where Ray Tune keeps its experiment folders: on the driver's own disk, always. monosweep never reads
+    them (the ledger is the truth, trials report no checkpoint to Tune), so they need no shared storage, and
+    an S3 outage cannot hold up a wave's end in Tune's uploads and listings. Each wave's folder is deleted
+    at its end."""
+    return str(local_folder("tune", storage.uri))
 
 
 def shortfall(wanted: Mapping[str, float], nodes: list[dict[str, Any]]) -> list[str]:
@@ -75,9 +86,8 @@ def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, An
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
                                     **tune_options),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage.path("waves"), storage_filesystem=storage.fs,
+            name=name, storage_path=tune_folder(storage),
             failure_config=tune.FailureConfig(max_failures=spec.retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0, callbacks=[Progress(total, log), mirror], stop=_Halt(lease),
         ),
     )
@@ -85,6 +95,7 @@ def _fit(spec: SweepSpec, storage: Storage, name: str, param_space: dict[str, An
         tuner.fit()
     finally:
         mirror.drain()
+        shutil.rmtree(Path(tune_folder(storage)) / name, ignore_errors=True)
 
 
 def run_wave(spec: SweepSpec, storage: Storage, todo: list[Trial], log: Log, tracker: Tracker, lease: Lease) -> None:

@@ -5,7 +5,7 @@ so the record survives the driver; it reports every epoch and its end to Tune th
 :mod:`sweep.execution.messages`. Before each record write it checks the lease's generation against the one
 its driver gave it: a trial whose driver lost the sweep stops instead of writing over the new driver's
 trials. A watchdog ends an attempt that exceeds the spec's time limits: the record says ``failed`` and
-why, and the worker process ends, so Tune retries the trial from its checkpoint (``retries``).
+why, and the worker process ends, so Tune retries the trial, which resumes from its checkpoint (``retries``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class _Fenced:
 
 
 class _Recorder:
-    """The trial's reporter: each checkpoint into the ledger and to Tune; the final trunk into the ledger."""
+    """The trial's reporter: each checkpoint into the ledger, each epoch's metrics to Tune, the final trunk into
+    the ledger. Tune gets no checkpoint: a retried attempt resumes from the ledger's, so Tune's folders hold
+    only its own bookkeeping, on the driver's disk, and nothing of a trial goes to the storage twice."""
 
     def __init__(self, fenced: _Fenced, watchdog: _Watchdog) -> None:
         self.fenced, self.watchdog = fenced, watchdog
@@ -73,7 +75,7 @@ class _Recorder:
         self.fenced.write()
         ledger.drop(dropped)
         self.watchdog.reported()
-        tune.report(messages.epoch(metrics), checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
+        tune.report(messages.epoch(metrics))
 
     def end(self, result: TrialResult, trunk: Path) -> None:
         # Reported to Tune once the record says how the trial ended: a scheduler may stop a trial at a report.

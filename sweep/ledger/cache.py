@@ -17,15 +17,20 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "RecordCache"]
+__all__ = ["CACHE_ENV", "RecordCache", "local_folder"]
 
 CACHE_ENV = "MONOSWEEP_CACHE_DIR"
 
 
+def local_folder(kind: str, uri: str) -> Path:
+    """This machine's folder of ``kind`` for the storage at ``uri``: what is kept here may go at any time."""
+    base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "monosweep")
+    return base / kind / hashlib.sha256(uri.encode()).hexdigest()[:20]
+
+
 class RecordCache:
     def __init__(self, uri: str) -> None:
-        base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "monosweep")
-        self.folder = base / "records" / hashlib.sha256(uri.encode()).hexdigest()[:20]
+        self.folder = local_folder("records", uri)
 
     def get(self, name: str, version: str) -> bytes | None:
         """The data of ``name`` if it was kept at ``version``."""

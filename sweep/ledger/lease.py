@@ -15,7 +15,9 @@ by the id in its lease), so it works from any machine: the heartbeat reads it at
 
 Every taking raises the lease's ``generation``: the fencing token. A driver passes it to its trials, which
 write it into their records and check it before they do; a driver whose renewal finds the lease changed
-under it has lost it (``lost`` is set): it stops scheduling at once and says so.
+under it has lost it (``lost`` is set): it stops scheduling at once and says so. A renewal that finds the
+storage unreachable through all its retries (``unreachable``) halts the driver the same way: its trials
+could not record anything either, and the next run resumes them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from methods.errors import InputError, ServiceError, first_line
-from sweep.storage import Storage, Versioned, env_seconds
+from sweep.storage import Storage, StorageUnavailable, Versioned, env_seconds
 
 __all__ = ["PATH", "STOP_PATH", "TIMEOUT_ENV", "Lease", "LeaseLost", "generation_of", "holder_of", "request_stop"]
 
@@ -88,6 +90,7 @@ class Lease:
         self.taker = ""  # who took it over, once lost
         self.stopping = threading.Event()  # `monosweep stop` asked this driver to stop
         self.stopper = ""  # who asked
+        self.unreachable: StorageUnavailable | None = None  # a renewal's storage stayed down through its retries
         self._beats = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,7 +184,11 @@ class Lease:
             self._beats += 1
             try:
                 renewed = self._write(lambda body: self.storage.replace(PATH, body, self.version or ""))
-            except Exception:  # noqa: BLE001 - storage down through all retries: try again next beat
+            except StorageUnavailable as err:  # down through every retry: the driver gives up (``check``)
+                self._beats -= 1
+                self.unreachable = err
+                return
+            except Exception:  # noqa: BLE001 - any other fault of one renewal: try again next beat
                 self._beats -= 1
                 continue
             if not renewed:
@@ -203,8 +210,16 @@ class Lease:
             self.stopper = f"pid {asked.get('pid', '?')} on {asked.get('host', '?')}"
             self.stopping.set()
 
+    @property
+    def halted(self) -> bool:
+        """Whether the driver must stop scheduling: lease lost, stop asked, or storage unreachable."""
+        return self.lost.is_set() or self.stopping.is_set() or self.unreachable is not None
+
     def check(self) -> None:
-        """LeaseLost if another driver has taken the lease."""
+        """StorageUnavailable if a renewal found the storage down for good; LeaseLost if another driver has
+        taken the lease."""
+        if self.unreachable is not None:
+            raise self.unreachable
         if self.lost.is_set():
             raise LeaseLost(f"sweep {self.sweep!r}: another driver ({self.taker}) took over the lease while this "
                             "one could not renew it; this driver stopped scheduling, the other one runs the sweep")

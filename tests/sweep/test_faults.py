@@ -159,6 +159,50 @@ def test_a_20s_s3_outage_mid_sweep_is_waited_out(s3_server: dict[str, str], tmp_
     assert all(r["attempts"] == 1 for r in records)  # waited, not failed and retried
 
 
+def test_an_s3_outage_past_the_retries_ends_the_driver_in_one_line_and_a_rerun_resumes(
+    s3_server: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.support.servers import s3_client
+
+    s3 = s3_client(s3_server)
+
+    def records() -> dict[str, bytes]:
+        found = s3.list_objects_v2(Bucket="sweeps", Prefix="team/longout/trials/").get("Contents", [])
+        return {o["Key"]: s3.get_object(Bucket="sweeps", Key=o["Key"])["Body"].read() for o in found}
+
+    port = int(s3_server["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1])
+    with FaultyProxy("127.0.0.1", port) as proxy:
+        spec = noop_spec(tmp_path / "s.yaml", "longout", [0, 1, 2], "s3://sweeps/team", epochs=3,
+                         extra="max_concurrent_trials: 1")
+        env = sweep_env(**{**s3_server, "AWS_ENDPOINT_URL_S3": proxy.url}, MONOSWEEP_NOOP_SLEEP="1.0",
+                        MONOSWEEP_STORAGE_RETRY_S="6")
+        driver = _start(spec, env)
+        deadline = time.monotonic() + 180
+        while not any(json.loads(b)["status"] == "finished" for b in records().values()):
+            assert time.monotonic() < deadline and driver.poll() is None, "the sweep never reached its middle"
+            time.sleep(0.2)
+        before = {k: b for k, b in records().items() if json.loads(b)["status"] == "finished"}
+        proxy.cut()  # and left cut: every storage call of the driver and its trials fails past its retries
+        cut = time.monotonic()
+        try:
+            out, err = driver.communicate(timeout=120)
+        finally:
+            driver.kill()
+        gave_up_after = time.monotonic() - cut
+        proxy.heal()
+    assert driver.returncode == 1, err[-3000:]
+    _no_traceback(out, err)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("monosweep run: error: ") and "run again" in last, last
+    print(f"the driver gave up {gave_up_after:.0f} s after the cut (storage retries: 6 s)")
+    again = cli("run", str(spec), env=sweep_env(**s3_server), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _no_traceback(again.stderr)
+    after = records()
+    assert len(after) == 3 and all(json.loads(b)["status"] == "finished" for b in after.values())
+    assert {k: after[k] for k in before} == before  # what had finished was neither lost nor run again
+
+
 def test_mlflow_replies_delayed_past_the_timeout_make_no_second_run(
     mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
