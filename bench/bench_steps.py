@@ -30,7 +30,7 @@ def rate(name: str, size: int, batch: int, seconds: float) -> float:
                          device="auto").resolved()
     ctx = TrialContext(config, pick_device("auto"))
     torch.manual_seed(0)
-    trunk = AlexNet(config.arch, sobel=bool(config.sobel), style=METHODS[name].trunk_style).to(ctx.device)
+    trunk = AlexNet(config.arch, sobel=bool(config.sobel), style=config.trunk_style).to(ctx.device)
     method = METHODS[name](trunk, ctx)
     patches = ctx.patches()
     sync = torch.cuda.synchronize if ctx.cuda else (lambda: None)

@@ -59,12 +59,6 @@ def _matches(rule: dict[str, Any], values: dict[str, Any]) -> bool:
 def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
     """All trials of the spec, in a stable order; a bad value is a one-line InputError naming it."""
     axes = sorted(spec.grid)
-    for axis in axes:  # check each value alone first, so the error can name it
-        for i, value in enumerate(spec.grid[axis]):
-            try:
-                TrialConfig.from_dict({**spec.fixed, axis: value})
-            except InputError as err:
-                raise InputError(f"{where}: grid.{axis}[{i}] = {value!r}: {err}") from None
     trials, seen = [], set()
     for combo in itertools.product(*(spec.grid[a] for a in axes)):
         values = {**spec.fixed, **dict(zip(axes, combo, strict=True))}
@@ -74,8 +68,7 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
         try:
             config = TrialConfig.from_dict(values).resolved()
         except InputError as err:
-            assignment = ", ".join(f"{a}={v!r}" for a, v in zip(axes, combo, strict=True))
-            raise InputError(f"{where}: trial ({assignment}): {err}") from None
+            raise _named(spec, axes, combo, where, err) from None
         tid = trial_id(values)
         if tid not in seen:
             seen.add(tid)
@@ -83,6 +76,18 @@ def expand(spec: SweepSpec, where: str = "spec") -> list[Trial]:
     if not trials:
         raise InputError(f"{where}: the exclude rules drop every trial of the grid")
     return trials
+
+
+def _named(spec: SweepSpec, axes: list[str], combo: tuple[Any, ...], where: str, err: InputError) -> InputError:
+    """The error of a trial that cannot be made, naming the grid value that is wrong alone if one is (checked
+    only once a trial fails: a grid of 10,000 seeds is not validated twice)."""
+    for axis, value in zip(axes, combo, strict=True):
+        try:
+            TrialConfig.from_dict({**spec.fixed, axis: value})
+        except InputError as alone:
+            return InputError(f"{where}: grid.{axis}[{spec.grid[axis].index(value)}] = {value!r}: {alone}")
+    assignment = ", ".join(f"{a}={v!r}" for a, v in zip(axes, combo, strict=True))
+    return InputError(f"{where}: trial ({assignment}): {err}")
 
 
 def tally(lines: Iterable[str]) -> list[str]:

@@ -27,7 +27,7 @@ from pydantic.fields import FieldInfo
 from methods import registry
 from methods.errors import InputError
 from methods.patches.augment import parse_augment
-from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE
+from methods.trunk.arch import ARCHS, MIN_INPUT_SIZE, TrunkStyle
 
 __all__ = ["DEFAULT_METHOD", "LR_SCALINGS", "PROBE_CACHE_LIMIT_BYTES", "PROBE_CACHE_MODES", "MethodOptions",
            "ResolvedConfig",
@@ -172,7 +172,17 @@ class TrialConfig(_Common):
     train_data: str | None = _doc("labelled data a method trains on, e.g. the supervised baseline (default: "
                                   "probe_data)", None)
     probe_img_size: int | None = _doc("probe input side in px (default: img_size)", None)
+    trunk_of: str | None = _doc("build the AlexNet as this method's original does (its activations, conv1's "
+                                "BatchNorm); default: the trial's method. On random trials: trunk_of: bigan is "
+                                "BiGAN's like-for-like baseline", None)
     options: dict[str, Any] = Field(default_factory=dict, description="methods' own options, by name")
+
+    @field_validator("trunk_of")
+    @classmethod
+    def _trunk_of(cls, value: str | None) -> str | None:
+        if value is not None:
+            registry.get_method(value)  # (an unknown name: a one-line error listing the known ones)
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -217,6 +227,7 @@ class TrialConfig(_Common):
         own = {k: v for k, v in self.options.items() if k in method.Options.model_fields}
         config = ResolvedConfig(**{**given, **training, "probe_img_size": self.probe_img_size or self.img_size,
                                    "train_data": self.train_data or self.probe_data,
+                                   "trunk_of": self.trunk_of or self.method,
                                    "options": method.Options(**own)})
         method.check_config(config)
         return config
@@ -233,7 +244,13 @@ class ResolvedConfig(_Common):
     weight_decay: float
     train_data: str
     probe_img_size: int
+    trunk_of: str
     options: MethodOptions
+
+    @property
+    def trunk_style(self) -> TrunkStyle:
+        """How the trunk is built: as the original of ``trunk_of`` builds it."""
+        return registry.get_method(self.trunk_of).trunk_style
 
     @property
     def sources(self) -> list[str]:
@@ -247,10 +264,11 @@ class ResolvedConfig(_Common):
         """The fields on which a stored config (a checkpoint's) disagrees with this one. A field it holds
         that this one lacks is an option this trial's method does not read (older versions kept every
         method's options, None where unused), so it does not count. A field this one has that it lacks is
-        newer than the checkpoint: it counts only when set away from its default, which is always what the
-        code did before the field existed (``lr_scaling: none``, ``reassign: 1``)."""
+        newer than the checkpoint: it counts only when set away from what the code did before the field
+        existed: its default (``lr_scaling: none``, ``reassign: 1``), or for ``trunk_of`` the trial's method."""
         fields = {**type(self).model_fields, **type(self.options).model_fields}
-        return sorted(k for k, v in self.to_dict().items() if (stored[k] if k in stored else fields[k].default) != v)
+        before = {k: f.default for k, f in fields.items()} | {"trunk_of": self.method}
+        return sorted(k for k, v in self.to_dict().items() if stored.get(k, before[k]) != v)
 
 
 def _check_option(method: type, name: str, value: Any) -> Any:

@@ -61,7 +61,7 @@ def run_trial(config: TrialConfig | ResolvedConfig, report: Reporter | None = No
 
     torch.manual_seed(cfg.seed)
     method_class = registry.get_method(cfg.method)
-    trunk = AlexNet(cfg.arch, sobel=cfg.sobel, style=method_class.trunk_style).to(device)
+    trunk = AlexNet(cfg.arch, sobel=cfg.sobel, style=cfg.trunk_style).to(device)
     if ctx.cuda:
         trunk = trunk.to(memory_format=torch.channels_last)
     method = method_class(trunk, ctx)

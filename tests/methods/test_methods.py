@@ -141,3 +141,14 @@ def test_a_checkpoint_without_a_newer_field_matches_only_that_fields_default() -
     assert changed.differs_from(stored) == ["lr_scaling", "reassign"]  # (at its own batch the lr is the same)
     with pytest.raises(InputError, match="lr_scaling='square'; choose one of none, linear"):
         TrialConfig(lr_scaling="square")
+
+
+@pytest.mark.parametrize("name", ["bigan", "random"])
+def test_a_checkpoint_from_before_trunk_of_matches_the_trunk_its_method_built(name: str) -> None:
+    """Before ``trunk_of`` every trunk was its own method's: such a checkpoint resumes, and one that would now be
+    built otherwise (a random trunk as BiGAN's) does not."""
+    config = TrialConfig(method=name).resolved()
+    stored = {k: v for k, v in config.to_dict().items() if k != "trunk_of"}
+    assert config.trunk_of == name and config.differs_from(stored) == []
+    if name == "random":
+        assert TrialConfig(method=name, trunk_of="bigan").resolved().differs_from(stored) == ["trunk_of"]

@@ -116,5 +116,5 @@ def build_method(config: TrialConfig) -> Method:
     cfg = config.resolved()
     torch.manual_seed(cfg.seed)
     method = get_method(cfg.method)
-    trunk = AlexNet(cfg.arch, sobel=cfg.sobel, style=method.trunk_style)
+    trunk = AlexNet(cfg.arch, sobel=cfg.sobel, style=cfg.trunk_style)
     return method(trunk, TrialContext(cfg, torch.device("cpu")))

@@ -126,3 +126,28 @@ storage: {tmp_path / "results"}
         gap = mean("deepcluster", True, layer) - mean("random", True, layer)
         assert float(row[f"{layer}_gap"]) == pytest.approx(gap, abs=1e-3)
         assert abs(gap - (mean("deepcluster", True, layer) - mean("random", False, layer))) > 1e-3  # pairing matters
+
+
+def test_bigan_is_paired_with_the_random_trunk_built_as_its_encoder() -> None:
+    """BiGAN's LeakyReLU encoder is judged against ``random`` with ``trunk_of: bigan``, RotNet against the plain
+    random trunk; a record from before ``trunk_of`` existed pairs by its method's own trunk."""
+    from methods import TrialConfig
+    from sweep.report import group_results, versus_random
+    from sweep.spec import SweepSpec
+
+    spec = SweepSpec.model_validate({"name": "trunks", "grid": {"method": ["rotnet", "bigan", "random"],
+                                                                "trunk_of": ["rotnet", "bigan"]}})
+
+    def row(method: str, trunk_of: str, conv2: float, old: bool = False) -> dict[str, object]:
+        config = TrialConfig(method=method, trunk_of=trunk_of).resolved().to_dict()
+        if old:
+            del config["trunk_of"]
+        values = {"method": method, "trunk_of": trunk_of}
+        return {"id": f"{method}-{trunk_of}", "state": "finished", "values": values, "config": config,
+                "metrics": {f"probe.{layer}.top1": conv2 for layer in LAYERS}}
+
+    rows = [row("random", "rotnet", 50.0), row("random", "bigan", 45.0), row("rotnet", "rotnet", 52.0),
+            row("bigan", "bigan", 47.0, old=True)]
+    pairs = versus_random(group_results(spec, rows))
+    assert sorted((dict(g.key)["method"], dict(r.key)["trunk_of"]) for g, r in pairs) == [
+        ("bigan", "bigan"), ("rotnet", "rotnet")]

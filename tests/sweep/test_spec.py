@@ -245,3 +245,33 @@ def test_validate_warns_when_a_sobel_method_has_no_random_trunk_of_the_same_inpu
                       "patches_per_epoch: 512}\n", "c.yaml")
     assert main(["validate", str(unprobed), "--storage", str(tmp_path / "r")]) == 0
     assert "no random trunk" not in capsys.readouterr().err  # nothing to compare
+
+
+def test_validate_warns_when_bigan_has_no_random_trunk_built_as_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """BiGAN's encoder (LeakyReLU, no conv1 BatchNorm) is another random trunk than the plain AlexNet: the
+    plain random trials of a grid are no baseline for it, and the warning says what to add."""
+    common = "fixed: {probe_data: demo, patches_per_epoch: 512}\n"
+    plain = _write(tmp_path, "name: a\ngrid: {method: [bigan, rotnet, random]}\n" + common, "a.yaml")
+    assert main(["validate", str(plain), "--storage", str(tmp_path / "r")]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "no random trunk" in line]
+    assert len(said) == 1 and "a.yaml: bigan (sobel: false) has no random trunk" in said[0], said
+    assert "add random trials with trunk_of: 'bigan'" in said[0]
+    both = _write(tmp_path, "name: b\ngrid: {method: [bigan, rotnet, random], trunk_of: [rotnet, bigan]}\n"
+                  "exclude: [{method: [bigan], trunk_of: [rotnet]}, {method: [rotnet], trunk_of: [bigan]}]\n" + common,
+                  "b.yaml")
+    assert main(["validate", str(both), "--storage", str(tmp_path / "r")]) == 0
+    assert "no random trunk" not in capsys.readouterr().err
+
+
+def test_trunk_of_builds_the_trunk_as_that_methods_original_and_an_unknown_name_is_one_line() -> None:
+    from methods import TrialConfig
+    from methods.errors import InputError
+    from methods.trunk.arch import PLAIN
+
+    bigan = TrialConfig(method="bigan").resolved()
+    assert TrialConfig(method="random", trunk_of="bigan").resolved().trunk_style == bigan.trunk_style != PLAIN
+    assert TrialConfig(method="random").resolved().trunk_of == "random"
+    assert TrialConfig(method="random").resolved().trunk_style == PLAIN
+    with pytest.raises(InputError, match="unknown method 'bigann'; known: .*bigan"):
+        TrialConfig(method="random", trunk_of="bigann")
