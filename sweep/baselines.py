@@ -43,10 +43,10 @@ def _trunk(config: Mapping[str, Any]) -> str | None:
     return None if plain else name
 
 
-def _differences(mine: tuple[Any, ...], randoms: set[tuple[Any, ...]]) -> str:
-    """What the nearest random trunk of the grid changes (the fewest fields), for the warning."""
+def _differences(mine: tuple[Any, ...], randoms: set[tuple[Any, ...]]) -> dict[str, Any]:
+    """The fields the nearest random trunk of the grid (the fewest fields apart) would need, with their values."""
     nearest = min(randoms, key=lambda r: sum(a != b for a, b in zip(r, mine, strict=True)))
-    return ", ".join(f"{n}: {_yaml(m)}" for n, m, r in zip(LIKE_FIELDS, mine, nearest, strict=True) if m != r)
+    return {n: m for n, m, r in zip(LIKE_FIELDS, mine, nearest, strict=True) if m != r}
 
 
 def _yaml(value: Any) -> str:
@@ -65,11 +65,12 @@ def missing_baselines(trials: Sequence[Trial]) -> list[str]:
         mine = like(trial.config.to_dict())
         if mine in randoms or not (randoms or trial.config.sobel):
             continue
-        change = _differences(mine, randoms) if randoms else "sobel: true"
+        change = _differences(mine, randoms) if randoms else {"sobel": True}
         how = ("fixed for a sweep of the method and its random trunk, as in examples/cpu-aligned-bigan-baseline.yaml"
                if "trunk_of" in change else
                "a grid axis sobel: [true, false], the pairs not wanted excluded, as in examples/cpu-small-sobel.yaml")
         lines.append(f"{trial.config.method} (sobel: {str(trial.config.sobel).lower()}) has no random trunk "
-                     f"with the same input, trunk and probe to compare it with; add random trials with {change} "
+                     f"with the same input, trunk and probe to compare it with; add random trials with "
+                     f"{', '.join(f'{n}: {_yaml(v)}' for n, v in change.items())} "
                      f"({how})")
     return tally(lines)

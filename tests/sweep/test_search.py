@@ -20,8 +20,8 @@ name: lrsearch
 grid:
   method: [rotnet]
   seed: [0]
-fixed: {{arch: small, img_size: 64, epochs: 4, patches_per_epoch: 256, batch_size: 32, head_hidden: 64,
-        probe_data: demo, probe_epochs: 2, probe_every: 1, probe_train_limit: 240, probe_val_limit: 120,
+fixed: {{arch: small, img_size: 64, epochs: 4, patches_per_epoch: 128, batch_size: 32, head_hidden: 64,
+        probe_data: demo, probe_epochs: 2, probe_every: 1, probe_train_limit: 120, probe_val_limit: 60,
         workers: 0, device: cpu}}
 storage: {storage}
 search:
