@@ -87,6 +87,9 @@ def connect(address: str | None) -> None:
     # Ctrl-C stops `run` (the records say "running": the next run resumes them) instead of Tune's handler
     # swallowing it and the sweep moving on to its next wave.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # No CSV/JSON/TensorBoard files in Tune's folders: monosweep never reads them (the ledger is the truth),
+    # and TensorBoard's writer alone takes seconds of every driver's start to import.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}
