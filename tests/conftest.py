@@ -32,14 +32,23 @@ def _find_cifar() -> Path | None:
     return next((Path(c) for c in CIFAR_TAR_CANDIDATES if c and Path(c).is_file()), None)
 
 
+# Tests of the platform mostly wait (on Ray starting, on the outages, sleeps and time limits they inject): they
+# run while the science trunks train on one core. The tests that compute (methods, benches, the GPU kit's
+# smoke run) come after, when the trunks are done and both cores are free. (Measured on 2 cores: the platform
+# tests keep a core busy about half of their time; the training and probing of the trunks, ~900 s of one core.)
+WAITING_FIRST = "tests/sweep/"
+
+
 @pytest.hookimpl(trylast=True)  # after -k / -m have deselected what they deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The science tests go last, their trunks training meanwhile in a process of their own."""
+    """The science tests go last, their trunks training meanwhile in a process of their own, beside the
+    platform tests (which go first)."""
     chosen = [item for item in items if item.nodeid.startswith(SCIENCE)]
     cifar = _find_cifar()
     if not chosen or cifar is None or config.option.collectonly:
         return
-    items[:] = [item for item in items if item not in chosen] + chosen
+    rest = [item for item in items if item not in chosen]
+    items[:] = sorted(rest, key=lambda item: not item.nodeid.startswith(WAITING_FIRST)) + chosen  # (stable)
     out = Path(tempfile.mkdtemp(prefix="monosweep-science-")) / "trunks.json"
     threads = 2 if len(chosen) == len(items) else 1  # alone: both cores; beside the suite: one
     config.stash[_science_run] = (science.start(cifar, out, threads), out)

@@ -117,7 +117,7 @@ class FaultyProxy:
                     if self.down.is_set():
                         return
                     pair[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # (ValueError: a cut closed a socket under select, its fd now -1)
             return
         finally:
             with self._lock:
