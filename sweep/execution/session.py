@@ -87,8 +87,8 @@ def connect(address: str | None) -> None:
     # Ctrl-C stops `run` (the records say "running": the next run resumes them) instead of Tune's handler
     # swallowing it and the sweep moving on to its next wave.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    # No CSV/JSON/TensorBoard files in Tune's folders: monosweep never reads them (the ledger is the truth),
-    # and TensorBoard's writer alone takes seconds of every driver's start to import.
+    # No CSV/JSON/TensorBoard files in Tune's folders: monosweep never reads them (the ledger is the truth,
+    # each wave's folder is deleted), and the driver does not import TensorBoard's writer for them.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
