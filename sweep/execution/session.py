@@ -56,6 +56,9 @@ class _FirstLines(logging.Handler):
             print(f"[ray] {lines[0][:300]}", file=sys.stderr, flush=True)
 
 
+_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+
+
 def _one_line_logs() -> None:
     for name in ("ray", "ray.tune"):
         logger = logging.getLogger(name)
@@ -87,9 +90,6 @@ def connect(address: str | None) -> None:
     # Ctrl-C stops `run` (the records say "running": the next run resumes them) instead of Tune's handler
     # swallowing it and the sweep moving on to its next wave.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    # No CSV/JSON/TensorBoard files in Tune's folders: monosweep never reads them (the ledger is the truth,
-    # each wave's folder is deleted), and the driver does not import TensorBoard's writer for them.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     # MONOSWEEP_* settings (e.g. MONOSWEEP_PLUGINS) travel to the workers of a remote cluster too.
     ours = {k: v for k, v in os.environ.items() if k.startswith("MONOSWEEP_")}
@@ -97,17 +97,20 @@ def connect(address: str | None) -> None:
     # and Ray refuses a driver runtime_env that repeats the job's variables.
     if ours and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
         kwargs["runtime_env"] = {"env_vars": ours}
+    _one_line_logs()
     try:
         if address:
             ray.init(address=address, **kwargs)
         else:
+            # A runtime of its own on 127.0.0.1: Ray's notice that it made an auth token for it tells the user
+            # nothing to do (a cluster's token is set up with `ray start`; cluster/README.md).
+            logging.getLogger(_TOKEN_NOTICE).setLevel(logging.ERROR)
             # "local": a runtime of its own, even where `ray start` left a cluster (or RAY_ADDRESS names one),
             # which a bare ray.init() would join; --address auto joins that one on purpose.
             with _loopback_only():
                 ray.init(address="local", include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError) as err:  # e.g. --address auto with no cluster on this machine
         raise InputError(f"cannot connect to Ray at {address or 'a new local runtime'}: {one_line(err)}") from None
-    _one_line_logs()
 
 
 def _reads(uri: str, marker: str) -> bytes | None:

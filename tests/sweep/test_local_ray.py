@@ -28,6 +28,8 @@ def test_run_rerun_and_extend_run_each_trial_once(tmp_path: Path) -> None:
     before = _records(root)
     assert len(before) == 2 and all(json.loads(b)["status"] == "finished" for b in before.values())
     assert "[monosweep] 2/2 done" in first.stderr  # progress on stderr
+    # ...and nothing else: a clean run shows no warning of Ray's or Tune's (each would be a "[ray]" line)
+    assert [line for line in first.stderr.splitlines() if not line.startswith("[monosweep] ")] == []
 
     again = cli("run", str(spec))
     assert again.returncode == 0 and "ran 0, skipped 2" in again.stdout, again.stderr[-3000:]
