@@ -102,8 +102,8 @@ def connect(address: str | None) -> None:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            # A runtime of its own on 127.0.0.1: Ray's notice that it made an auth token for it tells the user
-            # nothing to do (a cluster's token is set up with `ray start`; cluster/README.md).
+            # A runtime of its own on 127.0.0.1: Ray's notice that it turned token auth on for it asks nothing
+            # of the user (a cluster's token is set up as cluster/README.md says).
             logging.getLogger(_TOKEN_NOTICE).setLevel(logging.ERROR)
             # "local": a runtime of its own, even where `ray start` left a cluster (or RAY_ADDRESS names one),
             # which a bare ray.init() would join; --address auto joins that one on purpose.
